@@ -1,0 +1,75 @@
+// Command pipelineinpod shows what PipelineInPod would create for a run:
+//
+//	pipelineinpod render -f FILE [-f FILE ...]
+//
+// reads Pipelines, Tasks, StepActions, PipelineRuns and CustomRuns (plus the
+// ConfigMaps, Secrets and ServiceAccounts they use), resolves references among them,
+// and prints, for every PipelineRun or CustomRun, the one Pod and the child TaskRuns
+// (and PVCs) the controller would create. A PipelineRun is read as "run this one in a
+// pod". On an error it prints one line naming the document, the field and the reason,
+// and exits 1.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+)
+
+type files []string
+
+func (f *files) String() string     { return strings.Join(*f, ",") }
+func (f *files) Set(v string) error { *f = append(*f, v); return nil }
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "render" {
+		fmt.Fprintln(os.Stderr, "usage: pipelineinpod render -f FILE [-f FILE ...] [-entrypoint-image IMAGE] [-shell-image IMAGE]")
+		os.Exit(2)
+	}
+	opts := render.DefaultOptions()
+	fs := flag.NewFlagSet("render", flag.ExitOnError)
+	var fl files
+	fs.Var(&fl, "f", "a YAML file (repeatable)")
+	fs.StringVar(&opts.EntrypointImage, "entrypoint-image", opts.EntrypointImage, "this project's entrypoint image")
+	fs.StringVar(&opts.Images.ShellImage, "shell-image", opts.Images.ShellImage, "Tekton's shell image, for scripts")
+	fs.StringVar(&opts.Images.WorkingDirInitImage, "workingdirinit-image", opts.Images.WorkingDirInitImage, "Tekton's working-dir initializer image")
+	_ = fs.Parse(os.Args[2:])
+	if len(fl) == 0 {
+		fmt.Fprintln(os.Stderr, "render: at least one -f FILE is required")
+		os.Exit(2)
+	}
+	docs, err := render.ReadFiles(fl...)
+	if err != nil {
+		fail(err)
+	}
+	results, err := render.Render(context.Background(), opts, docs)
+	if err != nil {
+		fail(err)
+	}
+	if len(results) == 0 {
+		fail(fmt.Errorf("%s: no PipelineRun or CustomRun to render", fl.String()))
+	}
+	failed := false
+	for _, r := range results {
+		if r.Err != nil {
+			fmt.Fprintln(os.Stderr, render.OneLine(r.Err))
+			failed = true
+			continue
+		}
+		if err := render.WriteYAML(os.Stdout, r.Output); err != nil {
+			fail(err)
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, render.OneLine(err))
+	os.Exit(1)
+}

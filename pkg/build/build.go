@@ -1,0 +1,264 @@
+// Package build is the third stage of a PipelineInPod run: it turns the compiled child
+// TaskRuns into the one Pod that runs them all, plus the TaskRuns and PVCs themselves.
+//
+// Each task's containers come from Tekton's own pod builder (pkg/pod.Builder), fed
+// exactly as Tekton's TaskRun reconciler feeds it, so scripts, stepTemplate, step and
+// sidecar specs, workspaces (isolated ones too), credentials, computeResources and the
+// entrypoint arguments are Tekton's. build then merges those per-task pods into one:
+// per-task volumes (/tekton/home, /workspace, /tekton/results, /tekton/run/<i>, ...)
+// keep one copy per task, so no task can write another's; pipeline workspaces keep one
+// volume for all; every container is renamed "step-<task>-..." (DESIGN.md hazard 2);
+// Tekton's per-task init containers become one; and each container's entrypoint gets
+// the flags that tie it to the Plan.
+package build
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/pod"
+	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	"github.com/tektoncd/pipeline/pkg/workspace"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"knative.dev/pkg/kmeta"
+)
+
+const (
+	// MaxPodBytes is what we let a pod spec weigh: etcd refuses objects near 1.5 MiB
+	// (DESIGN.md hazard 7), and a little room stays for status.
+	MaxPodBytes = 1400 * 1024
+	// MaxPlanBytes bounds the plan annotation: all annotations of an object together
+	// may not exceed 256 KiB.
+	MaxPlanBytes = 200 * 1024
+
+	// ContainerInit copies the entrypoint into the pod and stamps the pipeline's start.
+	ContainerInit = "step-pip-init"
+	// ContainerPlaceScripts is Tekton's place-scripts init container, once for all tasks.
+	ContainerPlaceScripts = "step-pip-place-scripts"
+
+	stateVolume = "pip-state"
+	planVolume  = "pip-plan"
+
+	retryCountSentinel = "pip.context.task.retry-count"
+)
+
+// Options are the cluster-specific inputs of a build.
+type Options struct {
+	// Images are Tekton's images (shell image for scripts, working-dir initializer).
+	Images pipeline.Images
+	// EntrypointImage is this project's entrypoint image; its binary is /ko-app/entrypoint.
+	EntrypointImage string
+	// KubeClient reads the service account's secrets for Tekton's credentials init.
+	KubeClient kubernetes.Interface
+	// EntrypointCache looks up the ENTRYPOINT of images whose steps have no command
+	// (DESIGN.md hazard 6). Nil means no registry can be reached: such steps fail the build.
+	EntrypointCache pod.EntrypointCache
+	// Resolver inlines StepActions.
+	Resolver resolve.Resolver
+	// TaskRunUIDs holds the UIDs of child TaskRuns already created, for $(context.taskRun.uid).
+	TaskRunUIDs map[string]types.UID
+}
+
+// Output is everything a CustomRun's attempt creates.
+type Output struct {
+	Pod      *corev1.Pod
+	TaskRuns []*v1.TaskRun
+	PVCs     []*corev1.PersistentVolumeClaim
+	Plan     *plan.Plan
+}
+
+// PodName is the pod of a CustomRun's attempt; deterministic, so a re-reconcile or a
+// restarted controller finds the pod instead of making a second one.
+func PodName(crName string, attempt int) string {
+	if attempt == 0 {
+		return kmeta.ChildName(crName, "-pod")
+	}
+	return kmeta.ChildName(crName, fmt.Sprintf("-pod-retry%d", attempt))
+}
+
+// Build makes the pod, child TaskRuns and PVCs of one attempt of a compiled run.
+func Build(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error) {
+	cr := c.CustomRun
+	out := &Output{Plan: &plan.Plan{}}
+	if t := c.Timeouts; t != nil {
+		out.Plan.PipelineTimeout, out.Plan.TasksTimeout, out.Plan.FinallyTimeout = nonZero(t.Pipeline), nonZero(t.Tasks), nonZero(t.Finally)
+	}
+	m := newMerger(opts)
+	for _, t := range c.Tasks {
+		tr := t.TaskRun.DeepCopy()
+		tr.UID = opts.TaskRunUIDs[tr.Name]
+		taskPod, err := buildTaskPod(ctx, opts, t, tr)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline task %q (TaskRun %s): %w", t.PipelineTask, tr.Name, err)
+		}
+		pt, err := m.add(t, taskPod)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline task %q: %w", t.PipelineTask, err)
+		}
+		out.Plan.Tasks = append(out.Plan.Tasks, pt)
+		out.TaskRuns = append(out.TaskRuns, t.TaskRun.DeepCopy())
+	}
+	for _, w := range c.Workspaces {
+		if w.ClaimTemplate == nil {
+			continue
+		}
+		vct := w.ClaimTemplate.VolumeClaimTemplate
+		pvc := &corev1.PersistentVolumeClaim{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name:            w.ClaimName,
+				Namespace:       cr.Namespace,
+				Labels:          mergeMaps(vct.Labels, map[string]string{"tekton.dev/customRun": cr.Name, "app.kubernetes.io/managed-by": v1alpha1.ManagedBy}),
+				Annotations:     vct.Annotations,
+				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
+			},
+			Spec: vct.Spec,
+		}
+		out.PVCs = append(out.PVCs, pvc)
+	}
+	encoded, err := out.Plan.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(encoded) > MaxPlanBytes {
+		return nil, fmt.Errorf("spec.pipelineSpec: the pipeline's plan takes %d bytes, over the %d a pod annotation can carry; split the Pipeline", len(encoded), MaxPlanBytes)
+	}
+	p, err := m.pod(c, encoded, len(cr.Status.RetriesStatus))
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxPodBytes {
+		return nil, fmt.Errorf("spec.pipelineSpec: the one pod for %d tasks would be %d bytes, over the %d the API server can store (etcd's object limit); split the Pipeline", len(c.Tasks), len(raw), MaxPodBytes)
+	}
+	out.Pod = p
+	return out, nil
+}
+
+func nonZero(d *metav1.Duration) *metav1.Duration {
+	if d == nil || d.Duration == 0 {
+		return nil
+	}
+	return d
+}
+
+// buildTaskPod does for one child TaskRun what Tekton's TaskRun reconciler does before
+// it creates the TaskRun's pod, and returns that pod.
+func buildTaskPod(ctx context.Context, opts Options, t compile.Task, tr *v1.TaskRun) (*corev1.Pod, error) {
+	ts := tr.Spec.TaskSpec.DeepCopy()
+	if opts.Resolver != nil {
+		steps, err := opts.Resolver.StepActions(ctx, *ts, tr)
+		if err != nil {
+			return nil, fmt.Errorf("spec.steps[].ref: %w", err)
+		}
+		ts.Steps = steps
+	}
+	var defaults []v1.ParamSpec
+	defaults = append(defaults, ts.Params...)
+	// A retry count is only known in the pod: keep its reference past Tekton's context
+	// substitution, which would write the TaskRun's (zero) retry count into it.
+	ts = trresources.ApplyReplacements(ts, map[string]string{"context.task.retry-count": "$(" + retryCountSentinel + ")"}, nil, nil)
+	ts = trresources.ApplyParameters(ts, tr, defaults...)
+	ts = trresources.ApplyContexts(ts, t.TaskName, tr)
+	ts = trresources.ApplyReplacements(ts, map[string]string{retryCountSentinel: "$(context.task.retry-count)"}, nil, nil)
+	ts = trresources.ApplyResults(ts)
+	ts = trresources.ApplyArtifacts(ts)
+	ts = trresources.ApplyStepExitCodePath(ts)
+	declared := map[string]bool{}
+	for _, w := range ts.Workspaces {
+		declared[w.Name] = true
+	}
+	for _, w := range tr.Spec.Workspaces {
+		if !declared[w.Name] {
+			ts.Workspaces = append(ts.Workspaces, v1.WorkspaceDeclaration{Name: w.Name})
+		}
+	}
+	vols := workspace.CreateVolumes(tr.Spec.Workspaces)
+	for name, v := range vols {
+		v.Name = t.WorkspaceVolumes[name]
+		vols[name] = v
+	}
+	ts = trresources.ApplyWorkspaces(ctx, ts, ts.Workspaces, tr.Spec.Workspaces, vols)
+	if err := v1.ValidateUsageOfDeclaredParameters(ctx, ts.Steps, ts.Params); err != nil {
+		return nil, err
+	}
+	var err error
+	ts, err = workspace.Apply(ctx, *ts, tr.Spec.Workspaces, vols)
+	if err != nil {
+		return nil, err
+	}
+	ts = trresources.ApplyCredentialsPath(ts, pipeline.CredsDir)
+	if tr.Spec.PodTemplate != nil {
+		tr.Spec.PodTemplate = trresources.ApplyPodTemplateReplacements(tr.Spec.PodTemplate, tr, defaults...)
+	}
+	if opts.EntrypointCache == nil {
+		if err := needNoLookup(ts); err != nil {
+			return nil, err
+		}
+	}
+	for i, sc := range ts.Sidecars {
+		if len(sc.Command) == 0 && sc.Script == "" {
+			return nil, fmt.Errorf("spec.sidecars[%d] (%s): a sidecar without command or script cannot be stopped when its task ends; give it a command", i, sc.Name)
+		}
+	}
+	images := opts.Images
+	images.EntrypointImage = opts.EntrypointImage
+	b := pod.Builder{Images: images, KubeClient: opts.KubeClient, EntrypointCache: opts.EntrypointCache}
+	return b.Build(ctx, tr, *ts)
+}
+
+// needNoLookup fails, naming the step, when a step would need its image's ENTRYPOINT
+// looked up in a registry and none can be reached.
+func needNoLookup(ts *v1.TaskSpec) error {
+	steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
+	if err != nil {
+		return err
+	}
+	for i, s := range steps {
+		if len(s.Command) == 0 && s.Script == "" {
+			return fmt.Errorf("spec.steps[%d] (%s): no command or script, and the entrypoint of image %q cannot be looked up without a registry; give the step a command", i, s.Name, s.Image)
+		}
+	}
+	return nil
+}
+
+func mergeMaps(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// activeDeadline bounds the pod like Tekton bounds a TaskRun's pod: the run's timeout
+// and a margin, so a wedged pod does not outlive its run.
+func activeDeadline(c *compile.Compiled) *int64 {
+	var d time.Duration
+	if c.CustomRun.Spec.Timeout != nil {
+		d = c.CustomRun.Spec.Timeout.Duration
+	}
+	if c.Timeouts != nil && c.Timeouts.Pipeline != nil && (d == 0 || c.Timeouts.Pipeline.Duration < d) {
+		d = c.Timeouts.Pipeline.Duration
+	}
+	if d == 0 {
+		return nil
+	}
+	s := int64(d.Seconds()*1.5) + 30
+	return &s
+}

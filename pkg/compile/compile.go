@@ -1,0 +1,554 @@
+// Package compile is the second stage of a PipelineInPod run: it turns a resolved
+// Pipeline and the CustomRun's params and workspaces into the list of child TaskRuns
+// one pod will run, with the order between them.
+//
+// It does what Tekton's PipelineRun reconciler does before it creates TaskRuns
+// (validation, param and context substitution, matrix fan-out, the DAG), with Tekton's
+// own functions, but all at once: in one pod every task exists from the start, so
+// whatever is only known at run time (results, task statuses, retry counts) stays a
+// $(...) reference for the in-pod entrypoint to substitute (DESIGN.md hazard 4).
+package compile
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
+	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	"github.com/tektoncd/pipeline/pkg/workspace"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"knative.dev/pkg/kmeta"
+)
+
+// Compiled is a Pipeline ready to be built into one pod.
+type Compiled struct {
+	CustomRun    *v1beta1.CustomRun
+	PipelineRun  *v1.PipelineRun
+	PipelineName string
+	// Results is the Pipeline's results spec, still referring to task results.
+	Results []v1.PipelineResult
+	// Tasks are the child TaskRuns to create, DAG tasks in a topological order, then finally.
+	Tasks []Task
+	// Skipped are PipelineTasks known to be skipped before anything runs (a matrix over
+	// an empty array): they get no TaskRun, only a line in the CustomRun's status.
+	Skipped []Skipped
+	// Workspaces are the pipeline's workspace bindings, in the order of the pod volumes
+	// that back them; volumeClaimTemplates are already turned into claims (see PVCs).
+	Workspaces []Workspace
+	// ServiceAccountName and PodTemplate are the one pod's (DESIGN.md hazard 8).
+	ServiceAccountName string
+	PodTemplate        *pod.PodTemplate
+	Timeouts           *v1.TimeoutFields
+}
+
+// Task is one child TaskRun with its place in the pod's schedule.
+type Task struct {
+	plan.Task
+	// TaskName is the referenced Task's name ("" for an inline taskSpec), for $(context.task.name).
+	TaskName string
+	// TaskRun is the child TaskRun as it will be created (spec.status TaskRunPending).
+	TaskRun *v1.TaskRun
+	// WorkspaceVolumes maps each of the TaskRun's workspace bindings to the pod volume of
+	// the pipeline workspace it binds, so tasks sharing a workspace share a volume.
+	WorkspaceVolumes map[string]string
+}
+
+// Skipped is a PipelineTask that will not run at all.
+type Skipped struct {
+	PipelineTask string
+	Finally      bool
+	Reason       v1.SkippingReason
+}
+
+// Workspace is a pipeline workspace bound to a pod volume.
+type Workspace struct {
+	Name    string
+	Volume  string
+	Binding v1.WorkspaceBinding
+	// ClaimTemplate, if set, is the PVC to create (owned by the CustomRun) for a
+	// volumeClaimTemplate binding; Binding then refers to it by claimName.
+	ClaimTemplate *v1.WorkspaceBinding
+	ClaimName     string
+}
+
+// Compile validates a resolved Pipeline against the CustomRun and what one pod can
+// honour, and lays out its child TaskRuns.
+func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*Compiled, error) {
+	pr := r.PipelineRun.DeepCopy()
+	ps := r.Spec.DeepCopy()
+	if err := validate(ctx, ps, pr); err != nil {
+		return nil, err
+	}
+	c := &Compiled{
+		CustomRun:          cr,
+		PipelineRun:        pr,
+		PipelineName:       r.PipelineName,
+		ServiceAccountName: pr.Spec.TaskRunTemplate.ServiceAccountName,
+		PodTemplate:        pr.Spec.TaskRunTemplate.PodTemplate,
+		Timeouts:           pr.Spec.Timeouts,
+	}
+	if c.ServiceAccountName == "" {
+		c.ServiceAccountName = "default"
+	}
+	if err := c.bindWorkspaces(ps, pr); err != nil {
+		return nil, err
+	}
+	ps, err := substitutePipeline(ps, pr, r.PipelineName)
+	if err != nil {
+		return nil, err
+	}
+	c.Results = ps.Results
+	if err := c.addPipeline(ctx, r, ps, "", nil, pr); err != nil {
+		return nil, err
+	}
+	keys := sets.New[string]()
+	for _, t := range c.Tasks {
+		if keys.Has(t.Key) {
+			return nil, fmt.Errorf("spec.pipelineSpec.tasks: two tasks map to the pod name %q; rename one", t.Key)
+		}
+		keys.Insert(t.Key)
+	}
+	return c, nil
+}
+
+// validate runs the checks Tekton's PipelineRun reconciler runs before it creates
+// anything, then the ones a single pod adds.
+func validate(ctx context.Context, ps *v1.PipelineSpec, pr *v1.PipelineRun) error {
+	for _, check := range []struct {
+		field string
+		err   error
+	}{
+		{"spec.params", prresources.ValidateParamTypesMatching(ps, pr)},
+		{"spec.params", prresources.ValidateRequiredParametersProvided(&ps.Params, &pr.Spec.Params)},
+		{"spec.params", prresources.ValidateObjectParamRequiredKeys(ps.Params, pr.Spec.Params)},
+		{"spec.workspaces", prresources.ValidateWorkspaceBindings(ps, pr)},
+		{"spec.customSpec.spec.taskRunSpecs", prresources.ValidateTaskRunSpecs(ps, pr)},
+	} {
+		if check.err != nil {
+			return fmt.Errorf("%s: %w", check.field, check.err)
+		}
+	}
+	if err := prresources.ValidateParamArrayIndex(ps, pr.Spec.Params); err != nil {
+		return fmt.Errorf("spec.params: %w", err)
+	}
+	// One pod has one service account and one pod template (DESIGN.md hazard 8).
+	for i, trs := range pr.Spec.TaskRunSpecs {
+		f := fmt.Sprintf("spec.customSpec.spec.taskRunSpecs[%d]", i)
+		if trs.ServiceAccountName != "" && trs.ServiceAccountName != pr.Spec.TaskRunTemplate.ServiceAccountName {
+			return fmt.Errorf("%s.serviceAccountName: %q differs from the run's service account %q, and all tasks share one pod", f, trs.ServiceAccountName, pr.Spec.TaskRunTemplate.ServiceAccountName)
+		}
+		if trs.PodTemplate != nil && !equality.Semantic.DeepEqual(pod.MergePodTemplateWithDefault(trs.PodTemplate, pr.Spec.TaskRunTemplate.PodTemplate), pr.Spec.TaskRunTemplate.PodTemplate) {
+			return fmt.Errorf("%s.podTemplate: task %q asks for a pod template of its own, and all tasks share one pod", f, trs.PipelineTaskName)
+		}
+	}
+	return nil
+}
+
+// substitutePipeline applies what is known before the run: params, contexts and
+// workspace bindings, as Tekton's PipelineRun reconciler does.
+func substitutePipeline(ps *v1.PipelineSpec, pr *v1.PipelineRun, name string) (*v1.PipelineSpec, error) {
+	ps, err := prresources.ApplyParameters(ps, pr)
+	if err != nil {
+		return nil, fmt.Errorf("spec.params: %w", err)
+	}
+	ps = prresources.ApplyContexts(ps, name, pr)
+	ps = prresources.ApplyWorkspaces(ps, pr)
+	return ps, nil
+}
+
+// bindWorkspaces gives every bound pipeline workspace a pod volume. A
+// volumeClaimTemplate becomes one PVC per run, as Tekton makes one per PipelineRun.
+func (c *Compiled) bindWorkspaces(ps *v1.PipelineSpec, pr *v1.PipelineRun) error {
+	for i, wb := range pr.Spec.Workspaces {
+		w := Workspace{Name: wb.Name, Volume: fmt.Sprintf("ws-%d", i), Binding: *wb.DeepCopy()}
+		if wb.VolumeClaimTemplate != nil {
+			w.ClaimTemplate = wb.DeepCopy()
+			w.ClaimName = kmeta.ChildName(c.CustomRun.Name, "-"+wb.Name)
+			w.Binding.VolumeClaimTemplate = nil
+			w.Binding.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: w.ClaimName}
+		}
+		c.Workspaces = append(c.Workspaces, w)
+	}
+	return nil
+}
+
+func (c *Compiled) workspace(name string) *Workspace {
+	for i := range c.Workspaces {
+		if c.Workspaces[i].Name == name {
+			return &c.Workspaces[i]
+		}
+	}
+	return nil
+}
+
+// addPipeline lays out one Pipeline's tasks. A pipelines-in-pipelines task is flattened
+// into the same pod: its tasks get keys under the parent task's key and wait for what
+// the parent task waited for.
+func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.PipelineSpec, prefix string, entry []string, pr *v1.PipelineRun) error {
+	field := "spec.pipelineSpec"
+	if prefix != "" {
+		field = fmt.Sprintf("pipeline task %q", strings.TrimSuffix(prefix, "-"))
+	}
+	g, err := dag.Build(v1.PipelineTaskList(ps.Tasks), v1.PipelineTaskList(ps.Tasks).Deps())
+	if err != nil {
+		return fmt.Errorf("%s.tasks: %w", field, err)
+	}
+	order, err := topological(g)
+	if err != nil {
+		return fmt.Errorf("%s.tasks: %w", field, err)
+	}
+	// keysOf maps a PipelineTask name to the keys of the plan tasks it became.
+	keysOf := map[string][]string{}
+	byName := map[string]v1.PipelineTask{}
+	for _, pt := range ps.Tasks {
+		byName[pt.Name] = pt
+	}
+	var dagKeys []string
+	for _, name := range order {
+		pt := byName[name]
+		var after []string
+		after = append(after, entry...)
+		for _, dep := range pt.Deps() {
+			after = append(after, keysOf[dep]...)
+		}
+		keys, err := c.addPipelineTask(ctx, r, pt, prefix, false, after, pr, field, keysOf)
+		if err != nil {
+			return err
+		}
+		keysOf[name] = keys
+		dagKeys = append(dagKeys, keys...)
+	}
+	for _, pt := range ps.Finally {
+		after := append(append([]string{}, entry...), dagKeys...)
+		keys, err := c.addPipelineTask(ctx, r, pt, prefix, true, after, pr, field, keysOf)
+		if err != nil {
+			return err
+		}
+		keysOf[pt.Name] = keys
+	}
+	return nil
+}
+
+// topological orders a DAG with Tekton's own scheduler: what GetCandidateTasks offers
+// once the tasks before it are done.
+func topological(g *dag.Graph) ([]string, error) {
+	var done []string
+	for len(done) < len(g.Nodes) {
+		next, err := dag.GetCandidateTasks(g, done...)
+		if err != nil {
+			return nil, err
+		}
+		if next.Len() == 0 {
+			return nil, fmt.Errorf("no task can be scheduled after %v", done)
+		}
+		done = append(done, next.List()...)
+	}
+	return done, nil
+}
+
+func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt v1.PipelineTask, prefix string, finally bool, after []string, pr *v1.PipelineRun, field string, keysOf map[string][]string) ([]string, error) {
+	kind := "tasks"
+	if finally {
+		kind = "finally"
+	}
+	f := fmt.Sprintf("%s.%s[%s]", field, kind, pt.Name)
+	pr.Status.PipelineSpec = r.Spec
+	ptp := prresources.ApplyPipelineTaskContexts(&pt, pr.Status, &prresources.PipelineRunFacts{})
+	pt = *ptp
+	resultsFrom := sets.New[string]()
+	for _, ref := range v1.PipelineTaskResultRefs(&pt) {
+		resultsFrom.Insert(ref.PipelineTask)
+	}
+
+	if child, ok := r.Pipelines[pt.Name]; ok {
+		if pt.IsMatrixed() {
+			return nil, fmt.Errorf("%s.matrix: a matrixed pipelines-in-pipelines task is not supported in one pod", f)
+		}
+		childPR := pr.DeepCopy()
+		childPR.Spec.Params = pt.Params
+		cps, err := substitutePipeline(child.Spec.DeepCopy(), childPR, child.PipelineName)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		before := len(c.Tasks)
+		if err := c.addPipeline(ctx, child, cps, kmeta.ChildName(prefix+pt.Name, "-"), after, childPR); err != nil {
+			return nil, err
+		}
+		var keys []string
+		for _, t := range c.Tasks[before:] {
+			keys = append(keys, t.Key)
+		}
+		return keys, nil
+	}
+
+	rt := r.Tasks[pt.Name]
+	if rt == nil {
+		return nil, fmt.Errorf("%s: no resolved Task", f)
+	}
+	if pt.TaskSpec != nil {
+		// An inline taskSpec is taken after the pipeline's substitution, which is how
+		// pipeline params propagate into it without declarations.
+		ts := pt.TaskSpec.TaskSpec.DeepCopy()
+		ts.SetDefaults(ctx)
+		rt = &trresources.ResolvedTask{TaskSpec: ts}
+	}
+	for i, p := range pt.Matrix.GetAllParams() {
+		if refs, _ := p.GetVarSubstitutionExpressions(); len(refsToTasks(refs)) > 0 {
+			return nil, fmt.Errorf("%s.matrix.params[%d] (%s): the matrix fans out over a result of task %q, known only at run time, and one pod's containers are fixed when it is created", f, i, p.Name, refsToTasks(refs)[0])
+		}
+	}
+	if len(pt.When) > 0 {
+		for i, we := range pt.When {
+			if we.CEL != "" {
+				return nil, fmt.Errorf("%s.when[%d].cel: CEL when expressions are not supported in one pod", f, i)
+			}
+		}
+	}
+
+	var combos []v1.Params
+	if pt.IsMatrixed() {
+		combos = pt.Matrix.FanOut()
+		if len(combos) == 0 {
+			c.Skipped = append(c.Skipped, Skipped{PipelineTask: prefix + pt.Name, Finally: finally, Reason: v1.EmptyArrayInMatrixParams})
+			return nil, nil
+		}
+	} else {
+		combos = []v1.Params{nil}
+	}
+
+	trs := pr.GetTaskRunSpec(pt.Name)
+	wbs, vols, err := c.taskWorkspaces(pt, rt)
+	if err != nil {
+		return nil, fmt.Errorf("%s.workspaces: %w", f, err)
+	}
+	timeout := pt.Timeout
+	if trs.Timeout != nil {
+		timeout = trs.Timeout
+	}
+	var keys []string
+	for i, combo := range combos {
+		key := prefix + pt.Name
+		if pt.IsMatrixed() {
+			key = fmt.Sprintf("%s-%d", key, i)
+		}
+		key = kmeta.ChildName(key, "")
+		params := append(append(v1.Params{}, combo...), pt.Params...)
+		params = runtimeParams(params, rt.TaskSpec.Params)
+		memberOf := "tasks"
+		if finally {
+			memberOf = "finally"
+		}
+		tr := &v1.TaskRun{
+			TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "TaskRun"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      kmeta.ChildName(c.CustomRun.Name, "-"+key),
+				Namespace: c.CustomRun.Namespace,
+				Labels: map[string]string{
+					"tekton.dev/customRun":         c.CustomRun.Name,
+					pipeline.PipelineLabelKey:      c.PipelineName,
+					pipeline.PipelineTaskLabelKey:  pt.Name,
+					pipeline.MemberOfLabelKey:      memberOf,
+					"app.kubernetes.io/managed-by": v1alpha1.ManagedBy,
+				},
+				Annotations:     map[string]string{},
+				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(c.CustomRun)},
+			},
+			Spec: v1.TaskRunSpec{
+				Params:             params,
+				TaskSpec:           rt.TaskSpec.DeepCopy(),
+				ServiceAccountName: c.ServiceAccountName,
+				PodTemplate:        c.PodTemplate,
+				Status:             v1.TaskRunSpecStatusPending,
+				Retries:            pt.Retries,
+				Timeout:            timeout,
+				Workspaces:         wbs,
+				StepSpecs:          trs.StepSpecs,
+				SidecarSpecs:       trs.SidecarSpecs,
+				ComputeResources:   trs.ComputeResources,
+			},
+		}
+		if rt.TaskName != "" {
+			tr.Labels[pipeline.TaskLabelKey] = rt.TaskName
+		}
+		if pt.IsMatrixed() {
+			tr.Labels["tekton.dev/matrixIndex"] = fmt.Sprint(i)
+		}
+		if pt.TaskSpec != nil {
+			for k, v := range pt.TaskSpecMetadata().Labels {
+				tr.Labels[k] = v
+			}
+			for k, v := range pt.TaskSpecMetadata().Annotations {
+				tr.Annotations[k] = v
+			}
+		}
+		if trs.Metadata != nil {
+			for k, v := range trs.Metadata.Labels {
+				tr.Labels[k] = v
+			}
+			for k, v := range trs.Metadata.Annotations {
+				tr.Annotations[k] = v
+			}
+		}
+		var results []plan.Result
+		for _, res := range rt.TaskSpec.Results {
+			results = append(results, plan.Result{Name: res.Name, Type: res.Type})
+		}
+		keys = append(keys, key)
+		c.Tasks = append(c.Tasks, Task{
+			Task: plan.Task{
+				Key:          key,
+				PipelineTask: prefix + pt.Name,
+				TaskRun:      tr.Name,
+				Finally:      finally,
+				RunAfter:     uniq(after),
+				ResultsFrom:  prefixed(prefix, sets.List(resultsFrom)),
+				When:         pt.When,
+				Retries:      pt.Retries,
+				Timeout:      timeout,
+				Results:      results,
+			},
+			TaskName:         rt.TaskName,
+			TaskRun:          tr,
+			WorkspaceVolumes: vols,
+		})
+	}
+	return keys, nil
+}
+
+func prefixed(prefix string, names []string) []string {
+	if prefix == "" {
+		return names
+	}
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = prefix + n
+	}
+	return out
+}
+
+func uniq(in []string) []string {
+	seen := sets.New[string]()
+	var out []string
+	for _, s := range in {
+		if !seen.Has(s) {
+			seen.Insert(s)
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// refsToTasks returns the task names of $(tasks.X.results.Y) expressions.
+func refsToTasks(exprs []string) []string {
+	var out []string
+	for _, e := range exprs {
+		if strings.HasPrefix(e, "tasks.") {
+			if parts := strings.SplitN(e, ".", 3); len(parts) >= 2 {
+				out = append(out, parts[1])
+			}
+		}
+	}
+	return out
+}
+
+// runtimeParams gives a whole-result reference the shape the Task's param expects. A
+// PipelineTask param `value: $(tasks.a.results.list[*])` is a string until the result
+// exists; Tekton replaces it with the array at scheduling time. Here the TaskRun is
+// built before the result exists, so an array param holds the reference as its only
+// element (the entrypoint expands it into several args) and an object param holds one
+// reference per declared key.
+func runtimeParams(params v1.Params, specs v1.ParamSpecs) v1.Params {
+	out := make(v1.Params, 0, len(params))
+	for _, p := range params {
+		p = *p.DeepCopy()
+		if p.Value.Type == v1.ParamTypeString && isWholeResultRef(p.Value.StringVal) {
+			for _, s := range specs {
+				if s.Name != p.Name {
+					continue
+				}
+				ref := strings.TrimSuffix(strings.TrimPrefix(p.Value.StringVal, "$("), "[*])")
+				switch s.Type {
+				case v1.ParamTypeArray:
+					p.Value = v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{p.Value.StringVal}}
+				case v1.ParamTypeObject:
+					obj := map[string]string{}
+					for key := range s.Properties {
+						obj[key] = fmt.Sprintf("$(%s.%s)", ref, key)
+					}
+					p.Value = v1.ParamValue{Type: v1.ParamTypeObject, ObjectVal: obj}
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func isWholeResultRef(s string) bool {
+	return strings.HasPrefix(s, "$(tasks.") && strings.HasSuffix(s, "[*])") && strings.Count(s, "$(") == 1
+}
+
+// taskWorkspaces binds a PipelineTask's workspaces to the pipeline's, the way Tekton's
+// PipelineRun reconciler binds a TaskRun's, but to pod volumes instead of per-pod claims.
+func (c *Compiled) taskWorkspaces(pt v1.PipelineTask, rt *trresources.ResolvedTask) ([]v1.WorkspaceBinding, map[string]string, error) {
+	ptws := append([]v1.WorkspacePipelineTaskBinding{}, pt.Workspaces...)
+	if pt.TaskSpec != nil {
+		// Workspaces propagate into inline taskSpecs without a declaration, as in Tekton.
+		used, err := workspace.FindWorkspacesUsedByTask(pt.TaskSpec.TaskSpec)
+		if err != nil {
+			return nil, nil, err
+		}
+		have := sets.New[string]()
+		for _, w := range ptws {
+			have.Insert(w.Name)
+		}
+		for _, name := range sets.List(sets.Set[string](used)) {
+			if !have.Has(name) {
+				ptws = append(ptws, v1.WorkspacePipelineTaskBinding{Name: name})
+			}
+		}
+	}
+	var out []v1.WorkspaceBinding
+	vols := map[string]string{}
+	for _, ptw := range ptws {
+		pwName := ptw.Workspace
+		if pwName == "" {
+			pwName = ptw.Name
+		}
+		w := c.workspace(pwName)
+		if w == nil {
+			// An optional workspace left unbound stays unbound, as in Tekton.
+			continue
+		}
+		b := *w.Binding.DeepCopy()
+		b.Name = ptw.Name
+		b.SubPath = combinedSubPath(w.Binding.SubPath, ptw.SubPath)
+		out = append(out, b)
+		vols[ptw.Name] = w.Volume
+	}
+	return out, vols, nil
+}
+
+func combinedSubPath(workspaceSubPath, pipelineTaskSubPath string) string {
+	switch {
+	case workspaceSubPath == "":
+		return pipelineTaskSubPath
+	case pipelineTaskSubPath == "":
+		return workspaceSubPath
+	}
+	return workspaceSubPath + "/" + pipelineTaskSubPath
+}

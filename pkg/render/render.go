@@ -1,0 +1,285 @@
+// Package render runs the resolve → compile → build stages offline, over YAML files
+// instead of an API server: what `pipelineinpod render` prints, and what the golden and
+// conformance tests check. Resolution still goes through Tekton's own functions, backed
+// by fake clientsets holding the files' objects.
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
+	"sigs.k8s.io/yaml"
+)
+
+// DefaultNamespace is where documents without a namespace live.
+const DefaultNamespace = "default"
+
+// Document is one object of a YAML file.
+type Document struct {
+	Source string // file and index, for error messages
+	Object runtime.Object
+}
+
+// Run is a run found in the documents, as the CustomRun that runs it in one pod.
+type Run struct {
+	Source    string
+	Kind      string // PipelineRun or CustomRun, as written
+	Name      string
+	CustomRun *v1beta1.CustomRun
+}
+
+// Result is the outcome of rendering one Run.
+type Result struct {
+	Run    Run
+	Output *build.Output
+	Err    error
+}
+
+// ReadFiles parses every YAML document of the files.
+func ReadFiles(paths ...string) ([]Document, error) {
+	var docs []Document
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		d, err := Parse(p, b)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, d...)
+	}
+	return docs, nil
+}
+
+// Parse reads the YAML documents of one file.
+func Parse(name string, data []byte) ([]Document, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var docs []Document
+	for i := 0; ; i++ {
+		chunk, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(bytes.TrimSpace(chunk)) == 0 {
+			continue
+		}
+		source := fmt.Sprintf("%s#%d", name, i)
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(chunk, &tm); err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+		if tm.Kind == "" {
+			continue
+		}
+		obj, err := newObject(tm)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+		if err := yaml.UnmarshalStrict(chunk, obj); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", source, tm.Kind, err)
+		}
+		docs = append(docs, Document{Source: source, Object: obj})
+	}
+}
+
+func newObject(tm metav1.TypeMeta) (runtime.Object, error) {
+	switch tm.APIVersion + "/" + tm.Kind {
+	case "tekton.dev/v1/Pipeline":
+		return &v1.Pipeline{}, nil
+	case "tekton.dev/v1/Task":
+		return &v1.Task{}, nil
+	case "tekton.dev/v1/PipelineRun":
+		return &v1.PipelineRun{}, nil
+	case "tekton.dev/v1beta1/StepAction":
+		return &v1beta1.StepAction{}, nil
+	case "tekton.dev/v1beta1/CustomRun":
+		return &v1beta1.CustomRun{}, nil
+	case "v1/ConfigMap":
+		return &corev1.ConfigMap{}, nil
+	case "v1/Secret":
+		return &corev1.Secret{}, nil
+	case "v1/ServiceAccount":
+		return &corev1.ServiceAccount{}, nil
+	case "v1/PersistentVolumeClaim":
+		return &corev1.PersistentVolumeClaim{}, nil
+	}
+	return nil, fmt.Errorf("apiVersion %q kind %q: not a kind render reads (tekton.dev/v1 Pipeline, Task, PipelineRun; tekton.dev/v1beta1 StepAction, CustomRun; v1 ConfigMap, Secret, ServiceAccount, PersistentVolumeClaim)", tm.APIVersion, tm.Kind)
+}
+
+// Runs lists the PipelineRuns and CustomRuns of the documents as CustomRuns. A run
+// with only a generateName gets the name Kubernetes would complete, with a fixed
+// suffix so that output is reproducible.
+func Runs(docs []Document) ([]Run, error) {
+	var runs []Run
+	for _, d := range docs {
+		switch o := d.Object.(type) {
+		case *v1.PipelineRun:
+			pr := o.DeepCopy()
+			complete(&pr.ObjectMeta)
+			cr, err := v1alpha1.FromPipelineRun(pr)
+			if err != nil {
+				return nil, fmt.Errorf("%s: PipelineRun %s: %w", d.Source, pr.Name, err)
+			}
+			cr.UID = pr.UID
+			runs = append(runs, Run{Source: d.Source, Kind: "PipelineRun", Name: pr.Name, CustomRun: cr})
+		case *v1beta1.CustomRun:
+			cr := o.DeepCopy()
+			complete(&cr.ObjectMeta)
+			runs = append(runs, Run{Source: d.Source, Kind: "CustomRun", Name: cr.Name, CustomRun: cr})
+		}
+	}
+	return runs, nil
+}
+
+func complete(m *metav1.ObjectMeta) {
+	if m.Name == "" {
+		m.Name = m.GenerateName + "render"
+	}
+	if m.Namespace == "" {
+		m.Namespace = DefaultNamespace
+	}
+	if m.UID == "" {
+		m.UID = "00000000-0000-0000-0000-000000000000"
+	}
+}
+
+// Options are the images a rendered pod names.
+type Options struct {
+	Images          pipeline.Images
+	EntrypointImage string
+}
+
+// DefaultOptions names the images `ko apply -f config/` would deploy.
+func DefaultOptions() Options {
+	return Options{
+		EntrypointImage: "ko://github.com/pipelineinpod/pipelineinpod/cmd/entrypoint",
+		Images: pipeline.Images{
+			ShellImage:          "cgr.dev/chainguard/busybox@sha256:19f02276bf8dbdd62f069b922f10c65262cc34b710eea26ff928129a736be791",
+			WorkingDirInitImage: "ghcr.io/tektoncd/pipeline/workingdirinit-0c558922ec6a1b739e550e349f2d5fc1:v1.15.1",
+			NopImage:            "ghcr.io/tektoncd/pipeline/nop-8eac7c133edad5df719dc37b36b62482:v1.15.1",
+		},
+	}
+}
+
+// Render resolves, compiles and builds every run of the documents.
+func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error) {
+	ctx, err := v1alpha1.WithTektonConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	runs, err := Runs(docs)
+	if err != nil {
+		return nil, err
+	}
+	var tekton, kube []runtime.Object
+	sas := map[string]bool{}
+	for _, d := range docs {
+		o := d.Object.DeepCopyObject()
+		meta, _ := o.(metav1.Object)
+		if meta.GetNamespace() == "" {
+			meta.SetNamespace(DefaultNamespace)
+		}
+		switch o.(type) {
+		case *v1.Pipeline, *v1.Task, *v1beta1.StepAction:
+			tekton = append(tekton, o)
+		case *corev1.ServiceAccount:
+			sas[meta.GetNamespace()+"/"+meta.GetName()] = true
+			kube = append(kube, o)
+		case *corev1.ConfigMap, *corev1.Secret, *corev1.PersistentVolumeClaim:
+			kube = append(kube, o)
+		}
+	}
+	// Every namespace has a default service account; named ones are assumed to exist.
+	for _, r := range runs {
+		for _, sa := range []string{"default", r.CustomRun.Spec.ServiceAccountName} {
+			if k := r.CustomRun.Namespace + "/" + sa; sa != "" && !sas[k] {
+				sas[k] = true
+				kube = append(kube, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: r.CustomRun.Namespace}})
+			}
+		}
+	}
+	tc := tektonfake.NewSimpleClientset(tekton...)
+	kc := k8sfake.NewSimpleClientset(kube...)
+	var results []Result
+	for _, r := range runs {
+		out, err := One(ctx, opts, resolve.NewClientResolver(kc, tc, nil, r.CustomRun), kc, r.CustomRun)
+		if err != nil {
+			err = fmt.Errorf("%s: %s %s: %w", r.Source, r.Kind, r.Name, err)
+		}
+		results = append(results, Result{Run: r, Output: out, Err: err})
+	}
+	return results, nil
+}
+
+// One runs the three stages for one CustomRun.
+func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Clientset, cr *v1beta1.CustomRun) (*build.Output, error) {
+	resolved, err := resolve.Resolve(ctx, res, cr)
+	if err != nil {
+		return nil, err
+	}
+	compiled, err := compile.Compile(ctx, cr, resolved)
+	if err != nil {
+		return nil, err
+	}
+	return build.Build(ctx, build.Options{
+		Images:          opts.Images,
+		EntrypointImage: opts.EntrypointImage,
+		KubeClient:      kc,
+		Resolver:        res,
+	}, compiled)
+}
+
+// WriteYAML prints an Output as YAML documents: PVCs, child TaskRuns, then the Pod.
+func WriteYAML(w io.Writer, out *build.Output) error {
+	var objs []any
+	for _, p := range out.PVCs {
+		objs = append(objs, p)
+	}
+	for _, tr := range out.TaskRuns {
+		objs = append(objs, tr)
+	}
+	objs = append(objs, out.Pod)
+	for _, o := range objs {
+		b, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		y, err := yaml.JSONToYAML(b)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "---\n%s", y); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OneLine folds an error onto one line, as the CLI prints it.
+func OneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,284 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/tektoncd/pipeline/test/names"
+	corev1 "k8s.io/api/core/v1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+// conformanceDir is ../shared/conformance beside the repository, or PIP_CONFORMANCE_DIR.
+func conformanceDir(t testing.TB) string {
+	dir := os.Getenv("PIP_CONFORMANCE_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "conformance")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("SKIPPED: no conformance corpus at %s (set PIP_CONFORMANCE_DIR): %v", dir, err)
+	}
+	return dir
+}
+
+func renderFile(t *testing.T, path string) []Result {
+	t.Helper()
+	docs, err := ReadFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Render(context.Background(), DefaultOptions(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func yamlFiles(t *testing.T, dir string) []string {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestConformanceOpenRenders(t *testing.T) {
+	dir := filepath.Join(conformanceDir(t), "open")
+	for _, f := range yamlFiles(t, dir) {
+		t.Run(strings.TrimPrefix(f, dir), func(t *testing.T) {
+			res := renderFile(t, f)
+			if len(res) == 0 {
+				t.Fatal("no PipelineRun in file")
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					t.Errorf("%s %s: %v", r.Run.Kind, r.Run.Name, r.Err)
+					continue
+				}
+				checkPod(t, r)
+			}
+		})
+	}
+}
+
+// The reasons a one-pod run of each unsupported example must give.
+var unsupportedCauses = map[string]string{
+	"pipelinerun-with-matrix-and-results.yaml":                         "fans out over a result",
+	"pipelinerun-with-matrix-and-taskrunspecs-param-substitution.yaml": "podTemplate",
+	"pipelinerun-with-matrix-emitting-results.yaml":                    "fans out over a result",
+}
+
+func TestConformanceUnsupportedFails(t *testing.T) {
+	dir := filepath.Join(conformanceDir(t), "unsupported")
+	for _, f := range yamlFiles(t, dir) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cause, ok := unsupportedCauses[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("no expected cause recorded for %s", f)
+			}
+			res := renderFile(t, f)
+			failed := false
+			for _, r := range res {
+				if r.Err != nil {
+					failed = true
+					if !strings.Contains(r.Err.Error(), cause) {
+						t.Errorf("error %q does not name the cause %q", r.Err, cause)
+					}
+				}
+			}
+			if !failed {
+				t.Error("rendered, but one pod cannot run it")
+			}
+		})
+	}
+}
+
+// checkPod holds what every rendered pod must satisfy, whatever the pipeline.
+func checkPod(t *testing.T, r Result) {
+	t.Helper()
+	p := r.Output.Pod
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			if !strings.HasPrefix(c.Name, "step-") {
+				t.Errorf("container %q lacks the step- prefix (DESIGN.md hazard 2)", c.Name)
+			}
+		}
+	}
+	pl, err := plan.Decode([]byte(p.Annotations[plan.AnnotationPlan]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Tasks) != len(r.Output.TaskRuns) {
+		t.Errorf("plan has %d tasks, %d TaskRuns", len(pl.Tasks), len(r.Output.TaskRuns))
+	}
+	for _, tr := range r.Output.TaskRuns {
+		if tr.Spec.Status != "TaskRunPending" {
+			t.Errorf("TaskRun %s: spec.status %q, want TaskRunPending", tr.Name, tr.Spec.Status)
+		}
+		for _, l := range []string{"tekton.dev/customRun", "tekton.dev/pipelineTask", "tekton.dev/memberOf", "app.kubernetes.io/managed-by"} {
+			if tr.Labels[l] == "" {
+				t.Errorf("TaskRun %s: no label %s", tr.Name, l)
+			}
+		}
+	}
+}
+
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			names.TestingSeed()
+			var got bytes.Buffer
+			for _, r := range renderFile(t, f) {
+				if r.Err != nil {
+					fmt.Fprintf(&got, "# error: %s\n", OneLine(r.Err))
+					continue
+				}
+				checkPod(t, r)
+				if err := WriteYAML(&got, r.Output); err != nil {
+					t.Fatal(err)
+				}
+			}
+			golden := filepath.Join("testdata", "golden", name+".yaml")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/render -run TestGolden -update)", err)
+			}
+			if d := cmp.Diff(string(want), got.String()); d != "" {
+				t.Errorf("render differs from %s (-want +got):\n%s", golden, d)
+			}
+		})
+	}
+}
+
+func TestErrorsNameFieldAndReason(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc, want string
+	}{{
+		name: "missing task",
+		doc: `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  pipelineSpec:
+    tasks: [{name: a, taskRef: {name: nowhere}}]`,
+		want: `spec.pipelineSpec.tasks[0].taskRef: resolving Task "nowhere"`,
+	}, {
+		name: "custom task inside",
+		doc: `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  pipelineSpec:
+    tasks: [{name: a, taskRef: {apiVersion: example.dev/v1, kind: Wait, name: w}}]`,
+		want: "custom task example.dev/v1/Wait cannot run inside one pod",
+	}, {
+		name: "service account per task",
+		doc: `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  taskRunSpecs: [{pipelineTaskName: a, serviceAccountName: other}]
+  pipelineSpec:
+    tasks: [{name: a, taskSpec: {steps: [{name: s, image: busybox, command: ["true"]}]}}]`,
+		want: `taskRunSpecs[0].serviceAccountName: "other" differs`,
+	}, {
+		name: "no command",
+		doc: `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  pipelineSpec:
+    tasks: [{name: a, taskSpec: {steps: [{name: s, image: busybox, args: ["x"]}]}}]`,
+		want: "spec.steps[0] (s): no command or script",
+	}, {
+		name: "missing param",
+		doc: `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  pipelineSpec:
+    params: [{name: p}]
+    tasks: [{name: a, taskSpec: {steps: [{name: s, image: busybox, command: ["true"]}]}}]`,
+		want: "spec.params:",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			docs, err := Parse("doc.yaml", []byte(tc.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Render(context.Background(), DefaultOptions(), docs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != 1 || res[0].Err == nil {
+				t.Fatalf("want one failed run, got %+v", res)
+			}
+			msg := OneLine(res[0].Err)
+			if !strings.HasPrefix(msg, "doc.yaml#0: PipelineRun r: ") || !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q: want the document, then %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+// BenchmarkRender200Tasks renders a pipeline of 200 tasks in layers of 20 (each task
+// waits for the whole layer before it) and reports the pod's size.
+func BenchmarkRender200Tasks(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: big}\nspec:\n  pipelineSpec:\n    tasks:\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&sb, "    - name: t%d\n", i)
+		if i >= 20 {
+			sb.WriteString("      runAfter: [")
+			for j := (i/20 - 1) * 20; j < (i/20)*20; j++ {
+				if j > (i/20-1)*20 {
+					sb.WriteString(", ")
+				}
+				fmt.Fprintf(&sb, "t%d", j)
+			}
+			sb.WriteString("]\n")
+		}
+		fmt.Fprintf(&sb, "      taskSpec: {results: [{name: r}], steps: [{name: s, image: mirror.gcr.io/busybox, script: 'echo -n %d > $(results.r.path)'}]}\n", i)
+	}
+	docs, err := Parse("big.yaml", []byte(sb.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var size int
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := Render(context.Background(), DefaultOptions(), docs)
+		if err != nil || res[0].Err != nil {
+			b.Fatal(err, res[0].Err)
+		}
+		raw, _ := json.Marshal(res[0].Output.Pod)
+		size = len(raw)
+	}
+	b.ReportMetric(float64(size), "pod-bytes")
+}
