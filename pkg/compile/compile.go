@@ -11,7 +11,9 @@ package compile
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -110,7 +112,11 @@ func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*
 	if err != nil {
 		return nil, err
 	}
-	c.Results = ps.Results
+	rw, err := rewriteRefs(r, ps, "")
+	if err != nil {
+		return nil, err
+	}
+	c.Results = rw.Results
 	if err := c.addPipeline(ctx, r, ps, "", nil, pr); err != nil {
 		return nil, err
 	}
@@ -210,10 +216,17 @@ func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.
 	if err != nil {
 		return fmt.Errorf("%s.tasks: %w", field, err)
 	}
+	// The DAG comes from the spec as written; the tasks are laid out from the spec whose
+	// references name the flattened tasks.
+	rw, err := rewriteRefs(r, ps, prefix)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
 	// keysOf maps a PipelineTask name to the keys of the plan tasks it became.
 	keysOf := map[string][]string{}
+	deps := v1.PipelineTaskList(ps.Tasks).Deps()
 	byName := map[string]v1.PipelineTask{}
-	for _, pt := range ps.Tasks {
+	for _, pt := range rw.Tasks {
 		byName[pt.Name] = pt
 	}
 	var dagKeys []string
@@ -221,7 +234,7 @@ func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.
 		pt := byName[name]
 		var after []string
 		after = append(after, entry...)
-		for _, dep := range pt.Deps() {
+		for _, dep := range deps[name] {
 			after = append(after, keysOf[dep]...)
 		}
 		keys, err := c.addPipelineTask(ctx, r, pt, prefix, false, after, pr, field, keysOf)
@@ -231,7 +244,7 @@ func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.
 		keysOf[name] = keys
 		dagKeys = append(dagKeys, keys...)
 	}
-	for _, pt := range ps.Finally {
+	for _, pt := range rw.Finally {
 		after := append(append([]string{}, entry...), dagKeys...)
 		keys, err := c.addPipelineTask(ctx, r, pt, prefix, true, after, pr, field, keysOf)
 		if err != nil {
@@ -284,7 +297,7 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		before := len(c.Tasks)
-		if err := c.addPipeline(ctx, child, cps, kmeta.ChildName(prefix+pt.Name, "-"), after, childPR); err != nil {
+		if err := c.addPipeline(ctx, child, cps, childPrefix(prefix, pt.Name), after, childPR); err != nil {
 			return nil, err
 		}
 		var keys []string
@@ -414,7 +427,7 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 				TaskRun:      tr.Name,
 				Finally:      finally,
 				RunAfter:     uniq(after),
-				ResultsFrom:  prefixed(prefix, sets.List(resultsFrom)),
+				ResultsFrom:  sets.List(resultsFrom),
 				When:         pt.When,
 				Retries:      pt.Retries,
 				Timeout:      timeout,
@@ -428,15 +441,47 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 	return keys, nil
 }
 
-func prefixed(prefix string, names []string) []string {
-	if prefix == "" {
-		return names
+func childPrefix(prefix, name string) string { return prefix + name + "-" }
+
+// rewriteRefs makes a Pipeline's task references name flattened tasks. Inside a child
+// pipeline, $(tasks.X.…) becomes $(tasks.<prefix>X.…); and a reference to a child
+// pipeline's result becomes the reference to the child task result it is made of. Only
+// a result that is exactly one task result can be followed this way.
+func rewriteRefs(r *resolve.Resolved, ps *v1.PipelineSpec, prefix string) (*v1.PipelineSpec, error) {
+	type rule struct {
+		from *regexp.Regexp
+		to   string
 	}
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = prefix + n
+	var rules []rule
+	// A reference continues with ")" "[" or "." after the name it names.
+	add := func(from, to string) {
+		rules = append(rules, rule{regexp.MustCompile(regexp.QuoteMeta(from) + `([)\[.])`), strings.ReplaceAll(to, "$", "$$") + "${1}"})
 	}
-	return out
+	for name, child := range r.Pipelines {
+		for _, res := range child.Spec.Results {
+			v := strings.TrimSpace(res.Value.StringVal)
+			if res.Value.Type != v1.ParamTypeString || !strings.HasPrefix(v, "$(tasks.") || !strings.HasSuffix(v, ")") || strings.Count(v, "$(") != 1 {
+				return nil, fmt.Errorf("tasks[%s].pipelineSpec.results[%s]: in one pod a child pipeline's result must be exactly one task result, like $(tasks.t.results.r)", name, res.Name)
+			}
+			inner := strings.TrimSuffix(strings.TrimPrefix(v, "$(tasks."), ")")
+			add("$(tasks."+name+".results."+res.Name, "$(tasks."+childPrefix(prefix, name)+inner)
+		}
+	}
+	if prefix != "" {
+		for _, pt := range append(append([]v1.PipelineTask{}, ps.Tasks...), ps.Finally...) {
+			add("$(tasks."+pt.Name, "$(tasks."+prefix+pt.Name)
+		}
+	}
+	b, err := json.Marshal(ps)
+	if err != nil {
+		return nil, err
+	}
+	text := string(b)
+	for _, ru := range rules {
+		text = ru.from.ReplaceAllString(text, ru.to)
+	}
+	out := &v1.PipelineSpec{}
+	return out, json.Unmarshal([]byte(text), out)
 }
 
 func uniq(in []string) []string {

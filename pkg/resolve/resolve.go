@@ -132,6 +132,11 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string) e
 	}{{"tasks", out.Spec.Tasks}, {"finally", out.Spec.Finally}} {
 		for i, pt := range list.tasks {
 			f := fmt.Sprintf("%s.%s[%d]", field, list.field, i)
+			if ref := pt.TaskRef; ref != nil && ref.APIVersion == pipinpod.APIVersion && string(ref.Kind) == pipinpod.Kind {
+				// A PipelineInPod task inside a Pipeline that already runs in one pod is
+				// simply a pipeline in the pipeline: its tasks join the same pod.
+				pt.PipelineRef = &v1.PipelineRef{Name: ref.Name}
+			}
 			switch {
 			case pt.PipelineSpec != nil || pt.PipelineRef != nil:
 				child := &Resolved{PipelineRun: out.PipelineRun, PipelineName: pt.Name}
