@@ -282,3 +282,35 @@ func BenchmarkRender200Tasks(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "pod-bytes")
 }
+
+// The examples render together; the outer PipelineRun's PipelineInPod task becomes a
+// pipeline in the pipeline, and its result reference follows the flattened task.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	docs, err := ReadFiles(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Render(context.Background(), DefaultOptions(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 {
+		t.Fatalf("want 2 runs, got %d", len(res))
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		checkPod(t, r)
+		for _, tr := range r.Output.TaskRuns {
+			if tr.Labels["tekton.dev/pipelineTask"] != "after" {
+				continue
+			}
+			got := tr.Spec.Params[0].Value.StringVal
+			if want := "$(tasks.in-one-pod-report.results.summary)"; got != want {
+				t.Errorf("after's param = %q, want %q", got, want)
+			}
+		}
+	}
+}
