@@ -127,7 +127,8 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 			}
 			pt.Sidecars = append(pt.Sidecars, c.Name)
 		} else {
-			c.Name = kmeta.ChildName("step-"+key, "-"+strings.TrimPrefix(c.Name, "step-"))
+			stepName := strings.TrimPrefix(c.Name, "step-")
+			c.Name = kmeta.ChildName("step-"+key, "-"+stepName)
 			// Tekton's prepare container links /tekton/steps/<step> to the step's run
 			// directory, once per pod. Here /tekton/steps is the task's own volume and
 			// each step's entrypoint links itself, so the task's steps may write it; the
@@ -137,7 +138,8 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 					c.VolumeMounts[i].ReadOnly = false
 				}
 			}
-			flags := append(append([]string{}, pipFlags...), "-pip_step", strconv.Itoa(step))
+			// The step's own name, for $(steps.<name>.…) and /tekton/steps/step-<name>.
+			flags := append(append([]string{}, pipFlags...), "-pip_step", strconv.Itoa(step), "-pip_step_name", stepName)
 			if strings.Contains(c.WorkingDir, "$(") {
 				// Known only at run time: the entrypoint substitutes it and changes directory.
 				flags = append(flags, "-pip_workdir", c.WorkingDir)

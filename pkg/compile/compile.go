@@ -417,7 +417,12 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 		}
 		var results []plan.Result
 		for _, res := range rt.TaskSpec.Results {
-			results = append(results, plan.Result{Name: res.Name, Type: res.Type})
+			r := plan.Result{Name: res.Name, Type: res.Type}
+			if res.Value != nil {
+				// A task result made of a step result ($(steps.s.results.r)).
+				r.Value = res.Value.StringVal
+			}
+			results = append(results, r)
 		}
 		keys = append(keys, key)
 		c.Tasks = append(c.Tasks, Task{
