@@ -399,6 +399,9 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 		if pt.IsMatrixed() {
 			tr.Labels["tekton.dev/matrixIndex"] = fmt.Sprint(i)
 		}
+		if pt.OnError == v1.PipelineTaskContinue {
+			tr.Annotations[v1.PipelineTaskOnErrorAnnotation] = string(v1.PipelineTaskContinue)
+		}
 		if pt.TaskSpec != nil {
 			for k, v := range pt.TaskSpecMetadata().Labels {
 				tr.Labels[k] = v
@@ -435,6 +438,7 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 				ResultsFrom:  sets.List(resultsFrom),
 				When:         pt.When,
 				Retries:      pt.Retries,
+				OnError:      pt.OnError,
 				Timeout:      timeout,
 				Results:      results,
 			},

@@ -89,6 +89,10 @@ type Task struct {
 	// compile-time ones (params, context) are already substituted.
 	When v1.WhenExpressions `json:"when,omitempty"`
 
+	// OnError "continue" lets the pipeline go on when this task fails (Tekton's
+	// PipelineTask onError): the task ends Failed with reason FailureIgnored.
+	OnError v1.PipelineTaskOnErrorType `json:"onError,omitempty"`
+
 	Retries int              `json:"retries,omitempty"`
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 

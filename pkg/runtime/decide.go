@@ -84,7 +84,8 @@ func decide(in gateInput) decision {
 
 func dagFailed(in gateInput) bool {
 	for _, t := range in.plan.Tasks {
-		if s := in.states[t.Key]; !t.Finally && s != nil && s.Phase == plan.PhaseFailed {
+		// A failure the pipeline task ignores (onError: continue) does not stop the run.
+		if s := in.states[t.Key]; !t.Finally && s != nil && s.Phase == plan.PhaseFailed && s.Reason != v1.TaskRunReasonFailureIgnored.String() {
 			return true
 		}
 	}

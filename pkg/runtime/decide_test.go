@@ -44,6 +44,10 @@ func TestDecide(t *testing.T) {
 		states: map[string]*plan.TaskState{"a": succeededA, "x": st("x", plan.PhaseFailed, "Failed")},
 		want:   decision{skip: v1.StoppingSkip},
 	}, {
+		name:   "a failure ignored by onError continue does not stop the run",
+		task:   plan.Task{Key: "c", RunAfter: []string{"a"}},
+		states: map[string]*plan.TaskState{"a": succeededA, "x": st("x", plan.PhaseFailed, "FailureIgnored")},
+	}, {
 		name:   "a root task runs even if a sibling already failed",
 		task:   plan.Task{Key: "c"},
 		states: map[string]*plan.TaskState{"x": st("x", plan.PhaseFailed, "Failed")},

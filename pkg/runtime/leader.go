@@ -58,6 +58,9 @@ func (s *step) finish(k int) (bool, error) {
 	}
 	if v.failed {
 		final.Phase, final.Reason, final.Message = plan.PhaseFailed, v.reason, v.message
+		if s.task.OnError == v1.PipelineTaskContinue {
+			final.Reason = v1.TaskRunReasonFailureIgnored.String()
+		}
 	}
 	return false, writeState(s.cfg.StateDir, final)
 }

@@ -1,0 +1,442 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ktesting "k8s.io/client-go/testing"
+	"knative.dev/pkg/apis"
+)
+
+// failOnce makes the next matching write fail, as a controller that stops right before
+// it would have happened.
+func failOnce(f *ktesting.Fake, verb, resource, subresource string) {
+	done := false
+	f.PrependReactor(verb, resource, func(a ktesting.Action) (bool, runtime.Object, error) {
+		if done || a.GetSubresource() != subresource {
+			return false, nil, nil
+		}
+		done = true
+		return true, nil, errors.New("controller stopped")
+	})
+}
+
+func count(h *harness) (pods, taskRuns int) {
+	p, _ := h.kube.CoreV1().Pods(ns).List(h.ctx, metav1.ListOptions{})
+	t, _ := h.tekton.TektonV1().TaskRuns(ns).List(h.ctx, metav1.ListOptions{})
+	return len(p.Items), len(t.Items)
+}
+
+// A controller restarted at any point of a run resumes it: nothing is created twice,
+// nothing already written is written again, no status is lost.
+func TestRestartInEachPhase(t *testing.T) {
+	t.Run("after the TaskRuns, before the pod", func(t *testing.T) {
+		h := newHarness(t, newCustomRun("run"), taskA, taskB)
+		failOnce(&h.kube.Fake, "create", "pods", "")
+		h.reconcile()
+		if pods, trs := count(h); pods != 0 || trs != 2 || h.lastErr == nil {
+			t.Fatalf("setup: %d pods, %d TaskRuns, err %v", pods, trs, h.lastErr)
+		}
+		h.restart()
+		h.writes()
+		h.reconcile()
+		if pods, trs := count(h); pods != 1 || trs != 2 {
+			t.Errorf("after restart: %d pods, %d TaskRuns", pods, trs)
+		}
+		if w := h.writes(); w.Create != 1 {
+			t.Errorf("creates after restart: %d, want only the pod", w.Create)
+		}
+	})
+
+	t.Run("after the TaskRuns, with a stale cache", func(t *testing.T) {
+		h := newHarness(t, newCustomRun("run"), taskA, taskB)
+		failOnce(&h.kube.Fake, "create", "pods", "")
+		h.reconcile()
+		h.restart()
+		// The informer has not seen the TaskRuns yet: creating them again must find them.
+		must(t, h.trIdx.Replace(nil, ""))
+		h.lastErr = h.impl.Reconcile(h.ctx, ns+"/run")
+		h.sync()
+		if pods, trs := count(h); pods != 1 || trs != 2 || (h.lastErr != nil && !h.requeued()) {
+			t.Errorf("%d pods, %d TaskRuns, err %v", pods, trs, h.lastErr)
+		}
+	})
+
+	t.Run("after the pod, before the CustomRun's status", func(t *testing.T) {
+		h := newHarness(t, newCustomRun("run"), taskA, taskB)
+		failOnce(&h.tekton.Fake, "update", "customruns", "status")
+		h.reconcile()
+		if cr := h.cr(); cr.Status.StartTime != nil {
+			t.Fatal("setup: the status was written")
+		}
+		h.restart()
+		h.reconcile()
+		if pods, trs := count(h); pods != 1 || trs != 2 || h.prep.calls != 1 {
+			t.Errorf("%d pods, %d TaskRuns, stages ran %d times", pods, trs, h.prep.calls)
+		}
+		if s := observe.DecodeSummary(h.cr().Status.ExtraFields); s.PodName != "run-pod" {
+			t.Errorf("summary = %+v", s)
+		}
+	})
+
+	t.Run("running", func(t *testing.T) {
+		h := newHarness(t, newCustomRun("run"), taskA, taskB)
+		h.reconcile()
+		h.setPod(0, running)
+		h.report(0, false, runningState(taskA, time.Second))
+		h.reconcile()
+		before := h.view()
+		h.restart()
+		h.writes()
+		h.reconcile()
+		if diff := cmp.Diff(before, h.view()); diff != "" {
+			t.Errorf("(-before +after)\n%s", diff)
+		}
+		if w := h.writes(); w != (writeCount{}) {
+			t.Errorf("writes after a restart with nothing new: %+v", w)
+		}
+	})
+
+	t.Run("after the TaskRuns' final statuses, before the CustomRun's", func(t *testing.T) {
+		h := newHarness(t, newCustomRun("run"), taskA, taskB)
+		h.reconcile()
+		h.setPod(0, running)
+		h.report(0, true,
+			finalState(taskA, plan.PhaseSucceeded, "Succeeded", 0, time.Second),
+			finalState(taskB, plan.PhaseSucceeded, "Succeeded", time.Second, 2*time.Second))
+		failOnce(&h.tekton.Fake, "update", "customruns", "status")
+		h.reconcile()
+		if v := h.view(); v.Condition != unknownRunning || v.TaskRuns["a"] != "True/Succeeded" {
+			t.Fatalf("setup: %+v", v)
+		}
+		h.restart()
+		h.writes()
+		h.reconcile()
+		if v := h.view(); v.Condition != "True/Succeeded" {
+			t.Errorf("after restart: %+v", v)
+		}
+		if w := h.writes(); w.UpdateStatus != 1 || w.Create != 0 {
+			t.Errorf("writes: %+v, want only the CustomRun's status", w)
+		}
+	})
+
+	t.Run("done", func(t *testing.T) {
+		h := newHarness(t, newCustomRun("run"), taskA)
+		h.reconcile()
+		h.setPod(0, running)
+		h.report(0, true, finalState(taskA, plan.PhaseSucceeded, "Succeeded", 0, time.Second))
+		h.reconcile()
+		h.restart()
+		h.writes()
+		h.reconcile()
+		if w := h.writes(); w != (writeCount{}) {
+			t.Errorf("writes: %+v", w)
+		}
+	})
+}
+
+// DESIGN.md hazard 1: a stale "pending" status written by Tekton's TaskRun reconciler
+// (from an old cache copy, after ours) must not stay.
+func TestStalePendingWrite(t *testing.T) {
+	stale := func(h *harness, key string, from *v1.TaskRun) {
+		old := from.DeepCopy()
+		cur := h.taskRun(key)
+		old.ResourceVersion = cur.ResourceVersion
+		old.Status.MarkResourceOngoing(v1.TaskRunReasonPending, fmt.Sprintf("TaskRun %q is pending", old.Name))
+		_, err := h.tekton.TektonV1().TaskRuns(ns).UpdateStatus(h.ctx, old, metav1.UpdateOptions{})
+		must(h.t, err)
+	}
+	for _, tc := range []struct {
+		name      string
+		deletePod bool
+	}{{name: "pod still there"}, {name: "pod gone: restored from the CustomRun's summary", deletePod: true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, newCustomRun("run"), taskA, taskB)
+			h.reconcile()
+			h.setPod(0, running)
+			h.report(0, false, runningState(taskA, time.Second))
+			h.reconcile()
+			runningA := h.taskRun("a")
+			h.report(0, true,
+				finalState(taskA, plan.PhaseSucceeded, "Succeeded", time.Second, 2*time.Second, result("out", "v")),
+				finalState(taskB, plan.PhaseSucceeded, "Succeeded", 2*time.Second, 3*time.Second))
+			h.reconcile()
+			finalA := h.taskRun("a")
+			if tc.deletePod {
+				must(t, h.kube.CoreV1().Pods(ns).Delete(h.ctx, "run-pod", metav1.DeleteOptions{}))
+			}
+
+			stale(h, "a", runningA)
+			if c := h.taskRun("a").Status.GetCondition(apis.ConditionSucceeded); c.Reason != "TaskRunPending" {
+				t.Fatalf("setup: %v", c)
+			}
+			h.reconcile()
+			got := h.taskRun("a")
+			if c := got.Status.GetCondition(apis.ConditionSucceeded); cond(c) != "True/Succeeded" {
+				t.Fatalf("after the stale write: %s", cond(c))
+			}
+			if !tc.deletePod {
+				if diff := cmp.Diff(finalA.Status.TaskRunStatusFields, got.Status.TaskRunStatusFields); diff != "" {
+					t.Errorf("restored status differs (-final +restored)\n%s", diff)
+				}
+			} else if got.Status.CompletionTime == nil || got.Status.PodName != "run-pod" {
+				t.Errorf("restored from the summary: %+v", got.Status.TaskRunStatusFields)
+			}
+			h.writes()
+			h.reconcile()
+			if w := h.writes(); w != (writeCount{}) {
+				t.Errorf("converged, yet writes: %+v", w)
+			}
+		})
+	}
+}
+
+// A conflict on a TaskRun status write (someone wrote meanwhile) is retried against
+// their version: fields we do not own survive, ours win.
+func TestTaskRunStatusConflict(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA)
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, false, runningState(taskA, time.Second))
+	conflicted := false
+	h.tekton.PrependReactor("update", "taskruns", func(a ktesting.Action) (bool, runtime.Object, error) {
+		if conflicted || a.GetSubresource() != "status" {
+			return false, nil, nil
+		}
+		conflicted = true
+		// Meanwhile Tekton (tracing on) stored a span context.
+		tr := h.taskRun("a")
+		tr.Status.SpanContext = map[string]string{"traceparent": "00-abc-def-01"}
+		if err := h.tekton.Tracker().Update(schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "taskruns"}, tr, ns); err != nil {
+			t.Fatal(err)
+		}
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "tekton.dev", Resource: "taskruns"}, tr.Name, errors.New("changed"))
+	})
+	h.reconcile()
+	tr := h.taskRun("a")
+	if !conflicted || tr.Status.SpanContext["traceparent"] == "" || cond(tr.Status.GetCondition(apis.ConditionSucceeded)) != unknownRunning {
+		t.Errorf("conflict %v, status %+v", conflicted, tr.Status)
+	}
+}
+
+// Without spec.managedBy honoured (an older Tekton), Tekton re-marks a running TaskRun
+// pending on every reconcile: the running condition we write is then exactly Tekton's,
+// so neither controller has anything to change, and the pod is named only once safe.
+func TestTaskRunsTektonStillReconciles(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA, taskB)
+	tekton := "tekton.dev/pipeline"
+	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+		p, err := h.prep.Prepare(ctx, cr)
+		for _, tr := range p.TaskRuns {
+			tr.Spec.ManagedBy = &tekton
+		}
+		return p, err
+	})
+	h.reconcile()
+	h.setPod(0, func(p *corev1.Pod) {
+		running(p)
+		// An injected container, which Tekton's stopSidecars would stop.
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "istio-proxy"})
+	})
+	must(t, h.kube.Tracker().Update(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, withContainer(h.pod(0), "istio-proxy"), ns))
+	h.report(0, false, finalState(taskA, plan.PhaseSucceeded, "Succeeded", 0, time.Second), runningState(taskB, time.Second))
+	h.reconcile()
+	b := h.taskRun("b")
+	c := b.Status.GetCondition(apis.ConditionSucceeded)
+	if c.Reason != "TaskRunPending" || c.Message != `TaskRun "run-b" is pending` || b.Status.PodName != "" {
+		t.Errorf("running TaskRun seen by Tekton: %s %q podName %q", c.Reason, c.Message, b.Status.PodName)
+	}
+	if a := h.taskRun("a"); a.Status.PodName != "" {
+		t.Errorf("a final TaskRun names a pod with an injected container while other tasks run: %q", a.Status.PodName)
+	}
+	// What Tekton's reconcile of run-b does: nothing to change.
+	before := b.Status.DeepCopy()
+	b.Status.MarkResourceOngoing(v1.TaskRunReasonPending, fmt.Sprintf("TaskRun %q is pending", b.Name))
+	if !equalStatus(*before, b.Status) {
+		t.Error("Tekton would rewrite the running TaskRun's condition")
+	}
+	h.report(0, true, finalState(taskB, plan.PhaseSucceeded, "Succeeded", time.Second, 2*time.Second))
+	h.reconcile()
+	if a, b := h.taskRun("a"), h.taskRun("b"); a.Status.PodName != "run-pod" || b.Status.PodName != "run-pod" {
+		t.Errorf("once the attempt is over every TaskRun names the pod: %q %q", a.Status.PodName, b.Status.PodName)
+	}
+}
+
+func withContainer(p *corev1.Pod, name string) *corev1.Pod {
+	for _, c := range p.Spec.Containers {
+		if c.Name == name {
+			return p
+		}
+	}
+	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: name})
+	return p
+}
+
+type preparerFunc func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error)
+
+func (f preparerFunc) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+	return f(ctx, cr)
+}
+
+// A finished CustomRun stays finished when its spec changes afterwards (knative resets
+// the condition of a new generation to Unknown before ReconcileKind).
+func TestDoneStaysDoneOnNewGeneration(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA)
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, true, finalState(taskA, plan.PhaseSucceeded, "Succeeded", 0, time.Second))
+	h.reconcile()
+	h.updateCR(func(cr *v1beta1.CustomRun) { cr.Spec.Status = v1beta1.CustomRunSpecStatusCancelled })
+	h.reconcile()
+	if v := h.view(); v.Condition != "True/Succeeded" || v.TaskRuns["a"] != "True/Succeeded" {
+		t.Errorf("%+v", v)
+	}
+}
+
+// The API writes of a whole run of N tasks (the issue asks for this list). Tasks run one
+// after the other and the controller sees every state (the most writes there can be).
+func TestWritesOfARun(t *testing.T) {
+	const n = 3
+	var tasks []taskDef
+	for i := 0; i < n; i++ {
+		tasks = append(tasks, taskDef{name: fmt.Sprintf("t%d", i), steps: 2})
+	}
+	h := newHarness(t, newCustomRun("run"), tasks...)
+	var total writeCount
+	add := func() {
+		w := h.writes()
+		total.Create += w.Create
+		total.Update += w.Update
+		total.UpdateStatus += w.UpdateStatus
+		total.Patch += w.Patch
+		total.Delete += w.Delete
+	}
+	h.reconcile()
+	add()
+	h.setPod(0, running)
+	h.writes()
+	var states []plan.TaskState
+	for i, d := range tasks {
+		states = append(states, runningState(d, time.Duration(i)*time.Second))
+		h.report(0, false, states...)
+		h.reconcile()
+		add()
+		states[i] = finalState(d, plan.PhaseSucceeded, "Succeeded", time.Duration(i)*time.Second, time.Duration(i+1)*time.Second)
+	}
+	h.report(0, true, states...)
+	h.reconcile()
+	add()
+	if v := h.view(); v.Condition != "True/Succeeded" {
+		t.Fatalf("%+v", v)
+	}
+	// Creates: N TaskRuns + 1 pod. TaskRun statuses: running + final per task. CustomRun
+	// status: started, one per task state change, final.
+	want := writeCount{Create: n + 1, UpdateStatus: 2*n + (n + 1)}
+	if total != want {
+		t.Errorf("writes = %+v, want %+v", total, want)
+	}
+	t.Logf("a run of %d tasks: %+v", n, total)
+}
+
+// Reading the reporter's log of a running pod fails: nothing regresses, the run waits.
+func TestReportUnreadable(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA)
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, false, runningState(taskA, time.Second))
+	h.reconcile()
+	before := h.view()
+	h.reports.err = errors.New("the kubelet is unreachable")
+	h.writes()
+	h.reconcile()
+	if diff := cmp.Diff(before, h.view()); diff != "" || !h.requeued() {
+		t.Errorf("requeued %v (-before +after)\n%s", h.requeued(), diff)
+	}
+	if w := h.writes(); w != (writeCount{}) {
+		t.Errorf("writes: %+v", w)
+	}
+}
+
+func TestOOMKilledStep(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA, taskB)
+	h.reconcile()
+	h.setPod(0, func(p *corev1.Pod) {
+		running(p)
+		for i := range p.Status.ContainerStatuses {
+			if p.Status.ContainerStatuses[i].Name == "step-a-s1" {
+				p.Status.ContainerStatuses[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled", FinishedAt: *at(2 * time.Second)}}
+			}
+		}
+	})
+	h.report(0, false, runningState(taskA, time.Second))
+	h.reconcile()
+	want := view{Condition: "False/StepOOM", TaskRuns: map[string]string{"a": "False/StepOOM", "b": "False/TaskRunCancelled"}, Pods: pods0}
+	if diff := cmp.Diff(want, h.view()); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+}
+
+func TestEvicted(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA, taskB)
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, false, runningState(taskA, time.Second))
+	h.reconcile()
+	h.setPod(0, func(p *corev1.Pod) {
+		p.Status.Phase, p.Status.Reason, p.Status.Message = corev1.PodFailed, "Evicted", "The node was low on resource: ephemeral-storage."
+	})
+	h.reconcile()
+	want := view{Condition: "False/PodEvicted", TaskRuns: map[string]string{"a": "False/PodEvicted", "b": "False/TaskRunCancelled"}, Pods: pods0}
+	if diff := cmp.Diff(want, h.view()); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+	if c := h.cr().Status.GetCondition(apis.ConditionSucceeded); !strings.Contains(c.Message, "ephemeral-storage") {
+		t.Errorf("message = %q", c.Message)
+	}
+}
+
+func TestMissingPipelineResult(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA)
+	h.prep.results = resultA
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, true, finalState(taskA, plan.PhaseSucceeded, "Succeeded", 0, time.Second))
+	h.reconcile()
+	if c := h.cr().Status.GetCondition(apis.ConditionSucceeded); cond(c) != "False/CouldntGetPipelineResult" {
+		t.Errorf("%s %q", cond(c), c.Message)
+	}
+}
+
+func TestNotOurs(t *testing.T) {
+	cr := newCustomRun("other")
+	cr.Spec.CustomRef.Kind = "Wait"
+	h := newHarness(t, cr, taskA)
+	h.reconcile()
+	if h.prep.calls != 0 || h.cr().Status.StartTime != nil {
+		t.Error("a CustomRun of another kind was reconciled")
+	}
+	if isOurs(cr) {
+		t.Error("isOurs")
+	}
+	_ = types.UID("")
+}
+
+func equalStatus(a, b v1.TaskRunStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}
