@@ -158,6 +158,9 @@ type Observation struct {
 	End *Ending
 	// Over: every task is terminal; the attempt is finished.
 	Over bool
+	// SkippedBefore counts the pipeline tasks skipped before anything ran (no TaskRun),
+	// which Tekton counts as skipped too.
+	SkippedBefore int
 }
 
 // Observe computes every task's outcome for one attempt.
@@ -197,7 +200,7 @@ type Counts struct {
 
 // Count tallies the outcomes.
 func (o *Observation) Count() Counts {
-	var c Counts
+	c := Counts{Skipped: o.SkippedBefore}
 	for _, t := range o.Tasks {
 		switch t.State {
 		case StateSucceeded:
@@ -210,6 +213,11 @@ func (o *Observation) Count() Counts {
 			}
 		case StateCancelled:
 			c.Cancelled++
+			// Cancelled by the pipeline's own timeout inside the pod (the entrypoints
+			// use Tekton's message for it).
+			if cc := t.Status.GetCondition("Succeeded"); cc != nil && strings.Contains(cc.Message, string(v1.TaskRunCancelledByPipelineTimeoutMsg)) {
+				c.TimedOut++
+			}
 		case StateSkipped:
 			c.Skipped++
 			if t.Reason == string(v1.PipelineTimedOutSkip) {

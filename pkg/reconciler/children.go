@@ -83,7 +83,7 @@ func (r *Reconciler) start(ctx context.Context, cr *v1beta1.CustomRun, podName s
 		}
 	}
 	if err != nil {
-		return nil, rec, nil, r.prepareFailed(cr, err)
+		return nil, rec, nil, r.prepareFailed(cr, refused(fmt.Sprintf("creating pod %q", pod.Name), err))
 	}
 	var out []*v1.TaskRun
 	for _, tr := range children {
@@ -100,9 +100,7 @@ func (r *Reconciler) prepareFailed(cr *v1beta1.CustomRun, err error) pkgreconcil
 		return controller.NewRequeueAfter(r.interval())
 	}
 	if pe, ok := isPermanent(err); ok {
-		cr.Status.MarkCustomRunFailed(pe.Reason, "%s", pe.Error())
-		now := r.now()
-		cr.Status.CompletionTime = &now
+		r.fail(cr, pe.Reason, pe.Error())
 		return nil
 	}
 	return err
@@ -151,12 +149,22 @@ func (r *Reconciler) getOrCreateTaskRun(ctx context.Context, cr *v1beta1.CustomR
 		}
 	}
 	if err != nil {
-		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return nil, &PermanentError{Reason: ReasonValidationFailed, Err: fmt.Errorf("creating TaskRun %q: %w", tr.Name, err)}
-		}
-		return nil, fmt.Errorf("creating TaskRun %q: %w", tr.Name, err)
+		return nil, refused(fmt.Sprintf("creating TaskRun %q", tr.Name), err)
 	}
 	return created, nil
+}
+
+// refused tells an object the API server will never accept (invalid, too large: hazard
+// 7) from a failure worth retrying (unreachable, quota, conflict).
+func refused(what string, err error) error {
+	var pe *PermanentError
+	if errors.As(err, &pe) {
+		return err
+	}
+	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) {
+		return &PermanentError{Reason: ReasonValidationFailed, Err: fmt.Errorf("%s: %w", what, err)}
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 func (r *Reconciler) owned(cr *v1beta1.CustomRun, tr *v1.TaskRun) (*v1.TaskRun, error) {

@@ -220,10 +220,16 @@ func TestTaskRunStatusConflict(t *testing.T) {
 			return false, nil, nil
 		}
 		conflicted = true
-		// Meanwhile Tekton (tracing on) stored a span context.
-		tr := h.taskRun("a")
+		// Meanwhile Tekton (tracing on) stored a span context. (The tracker, not the
+		// client: the fake client is locked while its reactors run.)
+		gvr := schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "taskruns"}
+		obj, err := h.tekton.Tracker().Get(gvr, ns, trName("run", "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := obj.(*v1.TaskRun).DeepCopy()
 		tr.Status.SpanContext = map[string]string{"traceparent": "00-abc-def-01"}
-		if err := h.tekton.Tracker().Update(schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "taskruns"}, tr, ns); err != nil {
+		if err := h.tekton.Tracker().Update(gvr, tr, ns); err != nil {
 			t.Fatal(err)
 		}
 		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "tekton.dev", Resource: "taskruns"}, tr.Name, errors.New("changed"))
@@ -346,12 +352,33 @@ func TestWritesOfARun(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 	// Creates: N TaskRuns + 1 pod. TaskRun statuses: running + final per task. CustomRun
-	// status: started, one per task state change, final.
-	want := writeCount{Create: n + 1, UpdateStatus: 2*n + (n + 1)}
+	// status: started, one per reconcile that saw tasks change (n), final.
+	want := writeCount{Create: n + 1, UpdateStatus: 2*n + (n + 2)}
 	if total != want {
 		t.Errorf("writes = %+v, want %+v", total, want)
 	}
-	t.Logf("a run of %d tasks: %+v", n, total)
+	// Events are writes too (one Event object each; repeats are patched).
+	ev := h.events()
+	if len(ev) != n+1 { // Started, a Running per completed task but the last, Succeeded
+		t.Errorf("events = %q", ev)
+	}
+	t.Logf("a run of %d tasks: %+v, %d events: %q", n, total, len(ev), ev)
+}
+
+// Tekton's ready annotation, when the build put it there empty, is set with Tekton's
+// own UpdateReady (a JSON patch replacing it).
+func TestMarkReadyReplacesAnnotation(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), withSC)
+	h.reconcile()
+	p := h.pod(0)
+	p.Annotations[readyAnnotation] = ""
+	running(p)
+	_, err := h.kube.CoreV1().Pods(ns).Update(h.ctx, p, metav1.UpdateOptions{})
+	must(t, err)
+	h.reconcile()
+	if got := h.pod(0).Annotations[readyAnnotation]; got != readyAnnotationValue {
+		t.Errorf("ready annotation = %q", got)
+	}
 }
 
 // Reading the reporter's log of a running pod fails: nothing regresses, the run waits.
@@ -439,4 +466,84 @@ func TestNotOurs(t *testing.T) {
 
 func equalStatus(a, b v1.TaskRunStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
+}
+
+// The build fails for good after the TaskRuns exist: they end too, naming no pod.
+func TestBuildFailsAfterTaskRuns(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA, taskB)
+	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+		p, err := h.prep.Prepare(ctx, cr)
+		p.Build = func(context.Context, map[string]types.UID) (*Built, error) {
+			return nil, &PermanentError{Reason: ReasonValidationFailed, Err: errors.New("spec.pipelineSpec: the one pod for 2 tasks would be 2000000 bytes")}
+		}
+		return p, err
+	})
+	h.reconcile()
+	h.reconcile()
+	want := view{Condition: "False/ValidationFailed", TaskRuns: map[string]string{"a": "False/TaskRunCancelled", "b": "False/TaskRunCancelled"}}
+	if diff := cmp.Diff(want, h.view()); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+	if tr := h.taskRun("a"); tr.Status.PodName != "" || tr.Status.CompletionTime == nil {
+		t.Errorf("podName %q completion %v", tr.Status.PodName, tr.Status.CompletionTime)
+	}
+	if cr := h.cr(); cr.Status.CompletionTime == nil {
+		t.Error("no completion time")
+	}
+}
+
+// Cancellation is prompt even when the reporter's log cannot be read.
+func TestCancelWithUnreadableLog(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA)
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, false, runningState(taskA, time.Second))
+	h.reconcile()
+	h.reports.err = errors.New("the kubelet is unreachable")
+	h.updateCR(func(cr *v1beta1.CustomRun) { cr.Spec.Status = v1beta1.CustomRunSpecStatusCancelled })
+	h.reconcile()
+	h.reconcile()
+	want := view{Condition: "False/CustomRunCancelled", TaskRuns: map[string]string{"a": "False/TaskRunCancelled"}}
+	if diff := cmp.Diff(want, h.view()); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+	if tr := h.taskRun("a"); tr.Status.StartTime == nil || len(tr.Status.Steps) != 2 {
+		t.Errorf("the running state was lost: %+v", tr.Status.TaskRunStatusFields)
+	}
+}
+
+// A pipeline task skipped before anything runs (a matrix over an empty array) has no
+// TaskRun; the CustomRun lists and counts it, as a PipelineRun's skippedTasks.
+func TestSkippedBeforeRunning(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA)
+	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+		p, err := h.prep.Prepare(ctx, cr)
+		p.Skipped = []v1.SkippedTask{{Name: "empty-matrix", Reason: v1.EmptyArrayInMatrixParams}}
+		return p, err
+	})
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, true, finalState(taskA, plan.PhaseSucceeded, "Succeeded", 0, time.Second))
+	h.reconcile()
+	cr := h.cr()
+	c := cr.Status.GetCondition(apis.ConditionSucceeded)
+	s := observe.DecodeSummary(cr.Status.ExtraFields)
+	if cond(c) != "True/Succeeded" || !strings.HasPrefix(c.Message, "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 1") ||
+		len(s.SkippedTasks) != 1 || s.SkippedTasks[0].Name != "empty-matrix" {
+		t.Errorf("%s %q, summary %+v", cond(c), c.Message, s)
+	}
+}
+
+// The API server refuses the pod for good (too large for etcd, DESIGN.md hazard 7): the
+// run fails at once, saying so, instead of retrying forever.
+func TestPodRefused(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA)
+	h.kube.PrependReactor("create", "pods", func(ktesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewRequestEntityTooLargeError("limit is 3145728")
+	})
+	h.reconcile()
+	c := h.cr().Status.GetCondition(apis.ConditionSucceeded)
+	if cond(c) != "False/ValidationFailed" || !strings.Contains(c.Message, `creating pod "run-pod"`) {
+		t.Errorf("%s %q", cond(c), c.Message)
+	}
 }

@@ -136,7 +136,7 @@ func (r *Reconciler) reconcileAttempt(ctx context.Context, cr *v1beta1.CustomRun
 	case pod != nil:
 		p, record, err := planOf(pod)
 		if err != nil {
-			cr.Status.MarkCustomRunFailed(ReasonValidationFailed, "%v", err)
+			r.fail(cr, ReasonValidationFailed, err.Error())
 			return nil
 		}
 		tasks, rec = p.Tasks, record
@@ -165,8 +165,13 @@ func (r *Reconciler) reconcileAttempt(ctx context.Context, cr *v1beta1.CustomRun
 
 	states, done, err := r.readReport(ctx, pod)
 	if err != nil {
-		logger.Warnw("Cannot read the reporter's log yet", "error", err)
-		return controller.NewRequeueAfter(r.interval())
+		if end == nil {
+			logger.Warnw("Cannot read the reporter's log yet", "error", err)
+			return controller.NewRequeueAfter(r.interval())
+		}
+		// Cancelling or timing out does not wait for the log: the stored statuses are
+		// kept and whatever did not finish ends.
+		states, done = nil, false
 	}
 	in := observe.Input{
 		Tasks: tasks, PodName: podName, Pod: pod, Report: states, ReportDone: done,
@@ -176,6 +181,7 @@ func (r *Reconciler) reconcileAttempt(ctx context.Context, cr *v1beta1.CustomRun
 		in.PodName = ""
 	}
 	obs := observe.Observe(in)
+	obs.SkippedBefore = len(rec.Skipped)
 	if err := r.syncTaskRuns(ctx, in, obs); err != nil {
 		return err
 	}
@@ -205,10 +211,10 @@ func (r *Reconciler) reconcileAttempt(ctx context.Context, cr *v1beta1.CustomRun
 	}
 	if verdict.Succeeded {
 		cr.Status.MarkCustomRunSucceeded(verdict.Reason, "%s", verdict.Message)
+		cr.Status.CompletionTime = &now
 	} else {
-		cr.Status.MarkCustomRunFailed(verdict.Reason, "%s", verdict.Message)
+		r.fail(cr, verdict.Reason, verdict.Message)
 	}
-	cr.Status.CompletionTime = &now
 	if observe.EndsPod(verdict.Reason) {
 		// Deleted by the next reconcile, once this final status is stored: if the
 		// controller stops in between, the status still says why the run ended.
@@ -279,12 +285,24 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 		Reason: c.Reason, Message: c.Message, TaskReason: v1.TaskRunReasonCancelled,
 		TaskMessage: fmt.Sprintf("TaskRun cancelled as the CustomRun it belongs to has finished (%s).", c.Reason),
 	}
+	summary := observe.DecodeSummary(cr.Status.ExtraFields)
 	in := observe.Input{
 		Tasks: tasks, PodName: podName, Pod: pod, Report: states, ReportDone: done,
 		TaskRuns: byName(children), End: end, Now: at, Bounds: r.Bounds,
-		Settled: observe.DecodeSummary(cr.Status.ExtraFields).Settled(),
+		Settled: summary.Settled(),
+	}
+	if pod == nil && summary.PodName != podName {
+		// The attempt never got its pod (it failed or was cancelled first): name none.
+		in.PodName = ""
 	}
 	return r.syncTaskRuns(ctx, in, observe.Observe(in))
+}
+
+// fail ends the run as failed, now.
+func (r *Reconciler) fail(cr *v1beta1.CustomRun, reason, message string) {
+	cr.Status.MarkCustomRunFailed(reason, "%s", message)
+	now := r.now()
+	cr.Status.CompletionTime = &now
 }
 
 func (r *Reconciler) now() metav1.Time {

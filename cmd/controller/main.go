@@ -1,0 +1,121 @@
+// Command controller is the PipelineInPod controller: it reconciles Tekton CustomRuns of
+// kind PipelineInPod (apiVersion tekton.dev/v1alpha1), running each one's Pipeline in
+// one pod.
+//
+// In a cluster it runs from config/500-controller.yaml. Out of cluster (local development,
+// e2e), give it a kubeconfig and the namespace of its ConfigMaps:
+//
+//	SYSTEM_NAMESPACE=pipelineinpod go run ./cmd/controller -kubeconfig ~/.kube/config -disable-ha \
+//	  -pip-entrypoint-image <cmd/entrypoint image> -workingdirinit-image <Tekton's> -shell-image <busybox>
+//
+// Every image flag can also come from the environment variable named in its help.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
+	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler/stages"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
+	tektonfiltered "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered"
+	resolutionclient "github.com/tektoncd/pipeline/pkg/client/resolution/injection/client"
+	resolutioninformer "github.com/tektoncd/pipeline/pkg/client/resolution/injection/informers/resolution/v1beta1/resolutionrequest"
+	"github.com/tektoncd/pipeline/pkg/pod"
+	remoteresource "github.com/tektoncd/pipeline/pkg/remoteresolution/resource"
+	corev1 "k8s.io/api/core/v1"
+	kubeclient "knative.dev/pkg/client/injection/kube/client"
+	kubefiltered "knative.dev/pkg/client/injection/kube/informers/factory/filtered"
+	"knative.dev/pkg/controller"
+	"knative.dev/pkg/injection"
+	"knative.dev/pkg/injection/sharedmain"
+	"knative.dev/pkg/signals"
+)
+
+// stringFlag is a flag whose default comes from an environment variable, so the
+// Deployment can set images through env (ko resolves ko:// in either place).
+func stringFlag(p *string, name, env, usage string) {
+	flag.StringVar(p, name, os.Getenv(env), fmt.Sprintf("%s (env %s)", usage, env))
+}
+
+func main() {
+	var (
+		entrypointImage string
+		images          pipeline.Images
+		opts            = reconciler.Options{Bounds: observe.DefaultBounds, RequeueInterval: reconciler.DefaultRequeueInterval}
+	)
+	stringFlag(&entrypointImage, "pip-entrypoint-image", "PIP_ENTRYPOINT_IMAGE", "this project's entrypoint image (cmd/entrypoint), run in every pod")
+	stringFlag(&images.EntrypointImage, "entrypoint-image", "TEKTON_ENTRYPOINT_IMAGE", "Tekton's entrypoint image (unused: the build puts ours in its place)")
+	stringFlag(&images.NopImage, "nop-image", "TEKTON_NOP_IMAGE", "Tekton's nop image (unused: nothing is stopped with it)")
+	stringFlag(&images.SidecarLogResultsImage, "sidecarlogresults-image", "TEKTON_SIDECARLOGRESULTS_IMAGE", "Tekton's sidecarlogresults image")
+	stringFlag(&images.WorkingDirInitImage, "workingdirinit-image", "TEKTON_WORKINGDIRINIT_IMAGE", "Tekton's working dir initializer image")
+	stringFlag(&images.ShellImage, "shell-image", "TEKTON_SHELL_IMAGE", "an image with a POSIX shell, for Tekton's place-scripts init container")
+	stringFlag(&images.ShellImageWin, "shell-image-win", "TEKTON_SHELL_IMAGE_WIN", "an image with PowerShell, for Windows scripts")
+	flag.DurationVar(&opts.Bounds.Unschedulable, "unschedulable-timeout", opts.Bounds.Unschedulable, "how long a run's pod may stay unschedulable before the run fails")
+	flag.DurationVar(&opts.Bounds.ImagePullBackOff, "image-pull-backoff-timeout", opts.Bounds.ImagePullBackOff, "how long a container may stay in ImagePullBackOff before the run fails (0: at once, as Tekton's default)")
+	flag.DurationVar(&opts.Bounds.StepExit, "step-exit-grace", opts.Bounds.StepExit, "how long a step container may be gone before its step's outcome is reported, before the task fails")
+	flag.DurationVar(&opts.RequeueInterval, "requeue-interval", opts.RequeueInterval, "how often a running CustomRun's reporter log is read")
+	namespace := flag.String("namespace", corev1.NamespaceAll, "only reconcile CustomRuns of this namespace (default: all)")
+	disableHA := flag.Bool("disable-ha", false, "run without leader election (one replica, or out of cluster)")
+	flag.IntVar(&controller.DefaultThreadsPerController, "threads-per-controller", controller.DefaultThreadsPerController, "reconciles run at once")
+
+	// Parses the flags, -kubeconfig and -server included.
+	cfg := injection.ParseAndGetRESTConfigOrDie()
+	if err := validateImages(entrypointImage, images); err != nil {
+		log.Fatal(err)
+	}
+
+	ctx := injection.WithNamespaceScope(signals.NewContext(), *namespace)
+	if *disableHA {
+		ctx = sharedmain.WithHADisabled(ctx)
+	}
+	// Both filtered informer factories (knative's for pods, Tekton's for TaskRuns) need
+	// the selector before they start.
+	ctx = kubefiltered.WithSelectors(ctx, reconciler.ManagedBySelector)
+	ctx = tektonfiltered.WithSelectors(ctx, reconciler.ManagedBySelector)
+
+	opts.NewPreparer = func(ctx context.Context) (reconciler.Preparer, error) {
+		kc := kubeclient.Get(ctx)
+		cache, err := pod.NewEntrypointCache(kc)
+		if err != nil {
+			return nil, err
+		}
+		return &stages.Stages{
+			Images:          images,
+			EntrypointImage: entrypointImage,
+			KubeClient:      kc,
+			PipelineClient:  pipelineclient.Get(ctx),
+			Requester:       remoteresource.NewCRDRequester(resolutionclient.Get(ctx), resolutioninformer.Get(ctx).Lister()),
+			EntrypointCache: cache,
+		}, nil
+	}
+	sharedmain.MainWithConfig(ctx, reconciler.ControllerName, cfg, reconciler.NewController(opts))
+}
+
+// validateImages fails fast on images the pods need: a pod with an empty image would only
+// fail later, one run at a time. The pods use our entrypoint in place of Tekton's, and
+// Tekton's shell (place-scripts) and working-dir initializer images; Tekton's nop image
+// (stopping sidecars), sidecar-logs results image and Windows shell are not used by
+// them and may stay unset.
+func validateImages(entrypoint string, i pipeline.Images) error {
+	var unset []string
+	for _, f := range []struct{ v, name string }{
+		{entrypoint, "pip-entrypoint-image"},
+		{i.WorkingDirInitImage, "workingdirinit-image"},
+		{i.ShellImage, "shell-image"},
+	} {
+		if f.v == "" {
+			unset = append(unset, "-"+f.name)
+		}
+	}
+	if len(unset) > 0 {
+		return fmt.Errorf("unset image flags: %s", strings.Join(unset, ", "))
+	}
+	return nil
+}
