@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/utils/ptr"
 	"knative.dev/pkg/kmeta"
 )
 
@@ -385,6 +386,7 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 				ServiceAccountName: c.ServiceAccountName,
 				PodTemplate:        c.PodTemplate,
 				Status:             v1.TaskRunSpecStatusPending,
+				ManagedBy:          ptr.To(v1alpha1.TaskRunManagedBy),
 				Retries:            pt.Retries,
 				Timeout:            timeout,
 				Workspaces:         wbs,

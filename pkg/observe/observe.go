@@ -11,6 +11,7 @@ package observe
 
 import (
 	"fmt"
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"sort"
 	"strings"
 	"time"
@@ -22,12 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TaskRunManagedBy is the spec.managedBy of every child TaskRun. Tekton's TaskRun
-// controller (v1.15) skips TaskRuns whose managedBy is not "tekton.dev/pipeline", so it
-// neither re-marks them pending (DESIGN.md hazard 1), nor stops the shared pod's
-// containers once one of them is done (hazard 2), nor retries or deletes the shared pod
-// when one of them fails or is cancelled.
-const TaskRunManagedBy = "pipelineinpod.tekton.dev/controller"
+// TaskRunManagedBy is the spec.managedBy of every child TaskRun (see v1alpha1).
+const TaskRunManagedBy = v1alpha1.TaskRunManagedBy
 
 // Reasons of our own, for causes Tekton has no word for. All other reasons are Tekton's.
 const (

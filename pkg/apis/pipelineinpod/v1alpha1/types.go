@@ -20,6 +20,12 @@ const (
 
 	// ManagedBy is the app.kubernetes.io/managed-by value of everything this controller creates.
 	ManagedBy = "pipelineinpod"
+
+	// TaskRunManagedBy is the spec.managedBy of every child TaskRun: Tekton's TaskRun
+	// controller leaves TaskRuns managed by another controller alone, so it neither
+	// re-marks them pending (DESIGN.md hazard 1) nor stops sidecars in the shared pod
+	// (hazard 2) nor retries them.
+	TaskRunManagedBy = "pipelineinpod.tekton.dev/controller"
 )
 
 // Spec is the `spec` of an inline customSpec: the part of a PipelineRun's spec that a
