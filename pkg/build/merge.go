@@ -113,11 +113,14 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 		{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
 	}
 	pipFlags := []string{"-pip_task", key, "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir}
+	// Tekton's builder puts the steps first, then the sidecars; an unnamed sidecar's
+	// container is called just "sidecar", so the position, not the name, tells them apart.
+	steps := len(t.TaskRun.Spec.TaskSpec.Steps)
 	step := 0
-	for _, c := range p.Spec.Containers {
+	for i, c := range p.Spec.Containers {
 		renameMounts(&c)
 		c.VolumeMounts = append(c.VolumeMounts, stateMounts...)
-		if strings.HasPrefix(c.Name, "sidecar-") {
+		if i >= steps {
 			c.Name = kmeta.ChildName("step-"+key, "-"+c.Name)
 			args := append(append([]string{"-pip_mode", "sidecar"}, pipFlags...), "-entrypoint", c.Command[0], "--")
 			args = append(append(args, c.Command[1:]...), c.Args...)

@@ -285,3 +285,24 @@ func TestVerdict(t *testing.T) {
 		}
 	}
 }
+
+// A task skipped before its steps ran (its DAG predecessor failed) has no step states in
+// the report, and its containers exit 0 once the entrypoint decides to skip: its steps
+// show as skipped, not as completed.
+func TestSkippedTaskSteps(t *testing.T) {
+	st := plan.TaskState{Key: "build", Phase: plan.PhaseSkipped, Reason: "PipelineRun was stopping", CompletionTime: at(time.Second)}
+	pod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
+		Name: "step-build-0", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", FinishedAt: *at(2 * time.Second)}},
+	}}}}
+	in := Input{Tasks: []plan.Task{build}, PodName: "run-pod", Pod: pod, Report: map[string]plan.TaskState{"build": st},
+		TaskRuns: map[string]*v1.TaskRun{"run-build": managedTaskRun("run-build")}, Now: *at(time.Minute), Bounds: DefaultBounds}
+	o := Observe(in)
+	s := o.Tasks[0].Status
+	if condOf(s) != "False/"+ReasonTaskRunSkipped || o.Tasks[0].State != StateSkipped {
+		t.Fatalf("got %s %s", condOf(s), o.Tasks[0].State)
+	}
+	if len(s.Steps) != 1 || s.Steps[0].Terminated == nil || s.Steps[0].TerminationReason != "Skipped" || s.Steps[0].Container != "step-build-0" ||
+		!s.Steps[0].Terminated.FinishedAt.Equal(at(time.Second)) {
+		t.Errorf("steps: %+v", s.Steps)
+	}
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	tektonpod "github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
@@ -381,6 +382,15 @@ func stepStates(t plan.Task, tr *v1.TaskRun, st *plan.TaskState, pod *corev1.Pod
 			s.Results = ss.Results
 		case ss != nil && ss.StartTime != nil:
 			s.Running = &corev1.ContainerStateRunning{StartedAt: *ss.StartTime}
+		case ss == nil && st != nil && st.Phase == plan.PhaseSkipped:
+			// The task was skipped before its steps ran: the container's exit is the
+			// entrypoint's, not the step's. Shown as a step skipped inside a task is.
+			term := &corev1.ContainerStateTerminated{Reason: "Completed"}
+			if done := firstTime(st.CompletionTime, st.StartTime); done != nil {
+				term.StartedAt, term.FinishedAt = *done, *done
+			}
+			s.Terminated = term
+			s.TerminationReason = tektonpod.TerminationReasonSkipped
 		case cs != nil && cs.State.Terminated != nil:
 			s.Terminated = cs.State.Terminated.DeepCopy()
 			s.TerminationReason = cs.State.Terminated.Reason
