@@ -314,3 +314,33 @@ func TestExamples(t *testing.T) {
 		}
 	}
 }
+
+// A pipeline whose one pod would exceed what the API server stores fails at build,
+// naming the reason, instead of failing at pod creation (DESIGN.md hazard 7).
+func TestPodTooLarge(t *testing.T) {
+	script := strings.Repeat("echo 0123456789abcdef0123456789abcdef\n", 45000) // ~1.6 MB
+	doc := fmt.Sprintf(`apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: huge}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: a
+      taskSpec:
+        steps:
+        - name: s
+          image: busybox
+          script: %q
+`, script)
+	docs, err := Parse("huge.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Render(context.Background(), DefaultOptions(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "over the") || !strings.Contains(res[0].Err.Error(), "API server can store") {
+		t.Errorf("want a pod-size error, got %v", res[0].Err)
+	}
+}
