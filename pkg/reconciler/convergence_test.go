@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	customrunreconciler "github.com/tektoncd/pipeline/pkg/client/injection/reconciler/pipeline/v1beta1/customrun"
+	listersv1beta1 "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,7 +24,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ktesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"knative.dev/pkg/apis"
+	logtesting "knative.dev/pkg/logging/testing"
+	pkgreconciler "knative.dev/pkg/reconciler"
 )
 
 // failOnce makes the next matching write fail, as a controller that stops right before
@@ -545,5 +551,47 @@ func TestPodRefused(t *testing.T) {
 	c := h.cr().Status.GetCondition(apis.ConditionSucceeded)
 	if cond(c) != "False/ValidationFailed" || !strings.Contains(c.Message, `creating pod "run-pod"`) {
 		t.Errorf("%s %q", cond(c), c.Message)
+	}
+}
+
+// The informer moves on between the generated reconciler's read of the CustomRun and
+// ours (our own final status write arrives in between): the reconcile must not write the
+// final condition over the older status it was handed (seen on a cluster: a Succeeded
+// CustomRun that lost its completion time, results and final summary).
+func TestInformerMovesOnDuringReconcile(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA, taskB)
+	h.prep.results = resultA
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, false, runningState(taskA, time.Second))
+	h.reconcile()
+	stale := h.cr()
+	h.report(0, true,
+		finalState(taskA, plan.PhaseSucceeded, "Succeeded", time.Second, 2*time.Second, result("out", "v")),
+		finalState(taskB, plan.PhaseSucceeded, "Succeeded", 2*time.Second, 3*time.Second))
+	h.reconcile()
+	final := h.cr()
+	if !final.IsSuccessful() || final.Status.CompletionTime == nil || len(final.Status.Results) == 0 {
+		t.Fatalf("setup: %+v", final.Status)
+	}
+
+	// The generated reconciler reads the older copy; our lister has the final one.
+	if stale.ResourceVersion == final.ResourceVersion {
+		// The fake API server keeps no resource versions; a real one moved on.
+		stale.ResourceVersion = "stale"
+	}
+	staleIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	must(t, staleIdx.Add(stale))
+	impl := customrunreconciler.NewReconciler(h.ctx, logtesting.TestLogger(t), h.tekton,
+		listersv1beta1.NewCustomRunLister(staleIdx), h.recorder, h.r)
+	impl.(pkgreconciler.LeaderAware).Promote(pkgreconciler.UniversalBucket(), func(pkgreconciler.Bucket, types.NamespacedName) {})
+	h.clock.SetTime(t0.Add(time.Minute))
+	_ = impl.Reconcile(h.ctx, ns+"/run")
+
+	// The status may be written again (knative's PostProcessReconcile moves the condition's
+	// transition time, compared with the older copy), but only as the same final status.
+	got := h.cr()
+	if diff := cmp.Diff(final.Status, got.Status, cmpopts.IgnoreFields(apis.Condition{}, "LastTransitionTime")); diff != "" {
+		t.Errorf("the final status changed (-final +got)\n%s", diff)
 	}
 }

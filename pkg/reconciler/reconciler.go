@@ -93,13 +93,29 @@ func (r *Reconciler) ReconcileKind(ctx context.Context, cr *v1beta1.CustomRun) p
 // generation moved, e.g. when Tekton sets spec.status to cancel), so the stored one is
 // read from the informer; a final condition it reset is put back, since a finished run
 // must stay finished whatever happens to its spec.
+//
+// The informer may have moved on since the generated reconciler read cr (typically: our
+// own last status write arrived in between). cr's status is then older than the stored
+// one, and this reconcile goes on from the stored status as a whole: a final condition
+// put back onto an older status would be written (the generated reconciler retries a
+// conflicting status write against the latest version) as a finished run without its
+// completion time, results or final summary.
 func (r *Reconciler) storedCondition(cr *v1beta1.CustomRun) *apis.Condition {
-	if !cr.HasStarted() || r.CustomRunLister == nil {
+	if r.CustomRunLister == nil {
 		return nil
 	}
 	stored, err := r.CustomRunLister.CustomRuns(cr.Namespace).Get(cr.Name)
 	if err != nil {
+		if !cr.HasStarted() {
+			return nil
+		}
 		return cr.Status.GetCondition(apis.ConditionSucceeded).DeepCopy()
+	}
+	if stored.ResourceVersion != cr.ResourceVersion && stored.HasStarted() {
+		cr.Status = *stored.Status.DeepCopy()
+	}
+	if !cr.HasStarted() {
+		return nil
 	}
 	c := stored.Status.GetCondition(apis.ConditionSucceeded)
 	if c != nil && !c.IsUnknown() {
