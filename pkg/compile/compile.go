@@ -36,6 +36,9 @@ import (
 	"knative.dev/pkg/kmeta"
 )
 
+// MatrixIndexLabel numbers the child TaskRuns of a matrixed pipeline task.
+const MatrixIndexLabel = "tekton.dev/matrixIndex"
+
 // Compiled is a Pipeline ready to be built into one pod.
 type Compiled struct {
 	CustomRun    *v1beta1.CustomRun
@@ -238,7 +241,7 @@ func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.
 		for _, dep := range deps[name] {
 			after = append(after, keysOf[dep]...)
 		}
-		keys, err := c.addPipelineTask(ctx, r, pt, prefix, false, after, pr, field, keysOf)
+		keys, err := c.addPipelineTask(ctx, r, pt, prefix, false, after, pr, field)
 		if err != nil {
 			return err
 		}
@@ -247,11 +250,9 @@ func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.
 	}
 	for _, pt := range rw.Finally {
 		after := append(append([]string{}, entry...), dagKeys...)
-		keys, err := c.addPipelineTask(ctx, r, pt, prefix, true, after, pr, field, keysOf)
-		if err != nil {
+		if _, err := c.addPipelineTask(ctx, r, pt, prefix, true, after, pr, field); err != nil {
 			return err
 		}
-		keysOf[pt.Name] = keys
 	}
 	return nil
 }
@@ -273,7 +274,7 @@ func topological(g *dag.Graph) ([]string, error) {
 	return done, nil
 }
 
-func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt v1.PipelineTask, prefix string, finally bool, after []string, pr *v1.PipelineRun, field string, keysOf map[string][]string) ([]string, error) {
+func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt v1.PipelineTask, prefix string, finally bool, after []string, pr *v1.PipelineRun, field string) ([]string, error) {
 	kind := "tasks"
 	if finally {
 		kind = "finally"
@@ -399,7 +400,7 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 			tr.Labels[pipeline.TaskLabelKey] = rt.TaskName
 		}
 		if pt.IsMatrixed() {
-			tr.Labels["tekton.dev/matrixIndex"] = fmt.Sprint(i)
+			tr.Labels[MatrixIndexLabel] = fmt.Sprint(i)
 		}
 		if pt.OnError == v1.PipelineTaskContinue {
 			tr.Annotations[v1.PipelineTaskOnErrorAnnotation] = string(v1.PipelineTaskContinue)

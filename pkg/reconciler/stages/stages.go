@@ -24,9 +24,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// MatrixIndexLabel is set by compile on each instance of a matrixed pipeline task.
-const MatrixIndexLabel = "tekton.dev/matrixIndex"
-
 // Stages is the reconciler.Preparer of the controller.
 type Stages struct {
 	Images          pipeline.Images
@@ -65,7 +62,7 @@ func (s *Stages) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*reconcile
 	matrixed := map[string]bool{}
 	for _, t := range compiled.Tasks {
 		p.TaskRuns = append(p.TaskRuns, t.TaskRun.DeepCopy())
-		if _, ok := t.TaskRun.Labels[MatrixIndexLabel]; ok && !matrixed[t.PipelineTask] {
+		if _, ok := t.TaskRun.Labels[compile.MatrixIndexLabel]; ok && !matrixed[t.PipelineTask] {
 			matrixed[t.PipelineTask] = true
 			p.Matrixed = append(p.Matrixed, t.PipelineTask)
 		}
