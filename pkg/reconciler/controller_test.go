@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"github.com/pipelineinpod/pipelineinpod/pkg/build"
 	"testing"
 	"time"
 
@@ -54,7 +55,7 @@ func TestNewController(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		got, err := fakepipelineclient.Get(ctx).TektonV1beta1().CustomRuns(ns).Get(ctx, "run", metav1.GetOptions{})
-		_, perr := fakekubeclient.Get(ctx).CoreV1().Pods(ns).Get(ctx, PodName("run", 0), metav1.GetOptions{})
+		_, perr := fakekubeclient.Get(ctx).CoreV1().Pods(ns).Get(ctx, build.PodName("run", 0), metav1.GetOptions{})
 		if err == nil && got.Status.StartTime != nil && perr == nil {
 			return
 		}

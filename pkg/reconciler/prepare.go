@@ -3,14 +3,12 @@ package reconciler
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"knative.dev/pkg/kmeta"
 )
 
 // Preparer runs the stages that turn a CustomRun into what one attempt creates (resolve,
@@ -66,12 +64,3 @@ const (
 	// Tekton's PipelineRun reason for the same wait.
 	ReasonResolving = string(v1.PipelineRunReasonResolvingPipelineRef)
 )
-
-// PodName is the pod of a CustomRun's attempt (the same as build.PodName; a test of the
-// stages package checks they agree).
-func PodName(crName string, attempt int) string {
-	if attempt == 0 {
-		return kmeta.ChildName(crName, "-pod")
-	}
-	return kmeta.ChildName(crName, fmt.Sprintf("-pod-retry%d", attempt))
-}

@@ -21,15 +21,6 @@ import (
 
 // The reconciler finds an attempt's pod by name without running the stages; it must use
 // the name build gives the pod.
-func TestPodNamesAgree(t *testing.T) {
-	for _, name := range []string{"run", "a-very-long-customrun-name-that-kmeta-will-have-to-shorten-somehow-0123456789"} {
-		for attempt := 0; attempt < 3; attempt++ {
-			if got, want := reconciler.PodName(name, attempt), build.PodName(name, attempt); got != want {
-				t.Errorf("PodName(%q, %d) = %q, build says %q", name, attempt, got, want)
-			}
-		}
-	}
-}
 
 // The stages behind the Preparer, on an inline Pipeline: TaskRuns first, then the pod
 // built with their UIDs, named as the reconciler expects.
@@ -76,7 +67,7 @@ func TestPrepareInlinePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Pod.Name != reconciler.PodName(cr.Name, 0) || len(b.Plan.Tasks) != 3 {
+	if b.Pod.Name != build.PodName(cr.Name, 0) || len(b.Plan.Tasks) != 3 {
 		t.Errorf("pod %q, %d plan tasks", b.Pod.Name, len(b.Plan.Tasks))
 	}
 }
