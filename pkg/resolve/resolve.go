@@ -15,9 +15,11 @@ import (
 	pipinpod "github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	"github.com/tektoncd/pipeline/pkg/remoteresolution/remote/resolution"
 	remoteresource "github.com/tektoncd/pipeline/pkg/remoteresolution/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -205,14 +207,58 @@ func (c *clientResolver) pipelineRun(ref *v1.PipelineRef) *v1.PipelineRun {
 }
 
 func (c *clientResolver) Pipeline(ctx context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error) {
+	if ref.Resolver != "" && c.requester != nil {
+		return c.remotePipeline(ctx, ref)
+	}
 	get := prresources.GetPipelineFunc(ctx, c.k8s, c.tekton, c.requester, c.pipelineRun(ref), nil)
 	p, _, _, err := get(ctx, ref.Name)
 	return p, err
 }
 
+// remotePipeline resolves a `resolver:` Pipeline ref with Tekton's remote resolution,
+// the ResolutionRequest owned by the CustomRun. (Tekton's GetPipelineFunc would make
+// the PipelineRun it is handed the owner: here one that does not exist, which the
+// garbage collector would take as a reason to delete the request.)
+func (c *clientResolver) remotePipeline(ctx context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error) {
+	strs, arrays, objects := map[string]string{}, map[string][]string{}, map[string]map[string]string{}
+	for _, p := range pipinpod.Params(c.cr) {
+		key := "params." + p.Name
+		switch p.Value.Type {
+		case v1.ParamTypeArray:
+			arrays[key] = p.Value.ArrayVal
+		case v1.ParamTypeObject:
+			objects[key] = p.Value.ObjectVal
+		default:
+			strs[key] = p.Value.StringVal
+		}
+	}
+	payload := remoteresource.ResolverPayload{ResolutionSpec: &resolutionv1beta1.ResolutionRequestSpec{
+		Params: ref.Params.ReplaceVariables(strs, arrays, objects),
+	}}
+	if v1.RefNameLikeUrl(ref.Name) == nil {
+		payload.ResolutionSpec.URL = ref.Name
+	}
+	obj, _, err := resolution.NewResolver(c.requester, c.cr, string(ref.Resolver), payload).Get(ctx, "pipeline", ref.Name)
+	if err != nil {
+		return nil, err
+	}
+	switch p := obj.(type) {
+	case *v1.Pipeline:
+		return p, nil
+	case *v1beta1.Pipeline:
+		out := &v1.Pipeline{}
+		if err := p.ConvertTo(ctx, out); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("resolver %q returned a %T, not a Pipeline", ref.Resolver, obj)
+}
+
+// Task resolves with Tekton's GetTaskFunc; for `resolver:` refs its ResolutionRequest
+// is owned by the CustomRun.
 func (c *clientResolver) Task(ctx context.Context, pt v1.PipelineTask) (*v1.Task, error) {
-	owner := c.pipelineRun(nil)
-	get := trresources.GetTaskFunc(ctx, c.k8s, c.tekton, c.requester, owner, pt.TaskRef, c.cr.Name+"-"+pt.Name, c.cr.Namespace, c.cr.Spec.ServiceAccountName, nil)
+	get := trresources.GetTaskFunc(ctx, c.k8s, c.tekton, c.requester, c.cr, pt.TaskRef, c.cr.Name+"-"+pt.Name, c.cr.Namespace, c.cr.Spec.ServiceAccountName, nil)
 	t, _, _, err := get(ctx, pt.TaskRef.Name)
 	return t, err
 }
