@@ -438,7 +438,7 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 				TaskRun:      tr.Name,
 				Finally:      finally,
 				RunAfter:     uniq(after),
-				ResultsFrom:  sets.List(resultsFrom),
+				ResultsFrom:  sortedOrNil(resultsFrom),
 				When:         pt.When,
 				Retries:      pt.Retries,
 				OnError:      pt.OnError,
@@ -454,6 +454,13 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 }
 
 func childPrefix(prefix, name string) string { return prefix + name + "-" }
+
+func sortedOrNil(s sets.Set[string]) []string {
+	if s.Len() == 0 {
+		return nil
+	}
+	return sets.List(s)
+}
 
 // rewriteRefs makes a Pipeline's task references name flattened tasks. Inside a child
 // pipeline, $(tasks.X.…) becomes $(tasks.<prefix>X.…); and a reference to a child

@@ -1,0 +1,141 @@
+package build_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	corev1 "k8s.io/api/core/v1"
+)
+
+const twoTasks = `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  workspaces: [{name: shared, emptyDir: {}}]
+  pipelineSpec:
+    workspaces: [{name: shared}]
+    tasks:
+    - name: a
+      workspaces: [{name: w, workspace: shared}]
+      taskSpec:
+        workspaces: [{name: w}]
+        steps:
+        - {name: one, image: busybox, script: "echo > $(workspaces.w.path)/f"}
+        - {name: two, image: busybox, command: [cat], args: ["$(workspaces.w.path)/f"]}
+        sidecars:
+        - {name: helper, image: busybox, command: [sleep, "3600"]}
+    - name: b
+      runAfter: [a]
+      workspaces: [{name: w, workspace: shared}]
+      taskSpec:
+        workspaces: [{name: w}]
+        steps: [{name: one, image: busybox, script: "cat $(workspaces.w.path)/f"}]
+`
+
+func buildPod(t *testing.T) *build.Output {
+	t.Helper()
+	docs, err := render.Parse("two.yaml", []byte(twoTasks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(context.Background(), render.DefaultOptions(), docs)
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	return res[0].Output
+}
+
+func mountAt(c corev1.Container, path string) *corev1.VolumeMount {
+	for i := range c.VolumeMounts {
+		if c.VolumeMounts[i].MountPath == path {
+			return &c.VolumeMounts[i]
+		}
+	}
+	return nil
+}
+
+func container(t *testing.T, p *corev1.Pod, name string) corev1.Container {
+	t.Helper()
+	for _, c := range p.Spec.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no container %s", name)
+	return corev1.Container{}
+}
+
+// Each task keeps its own Tekton directories; pipeline workspaces are one volume.
+func TestVolumesPerTaskAndShared(t *testing.T) {
+	p := buildPod(t).Pod
+	a1, a2, b1 := container(t, p, "step-a-one"), container(t, p, "step-a-two"), container(t, p, "step-b-one")
+	for _, dir := range []string{"/workspace", "/tekton/home", "/tekton/results", "/tekton/steps"} {
+		if ma, mb := mountAt(a1, dir), mountAt(b1, dir); ma == nil || mb == nil || ma.Name == mb.Name {
+			t.Errorf("%s: tasks a and b must have volumes of their own, got %v and %v", dir, ma, mb)
+		}
+		if ma, ma2 := mountAt(a1, dir), mountAt(a2, dir); ma.Name != ma2.Name {
+			t.Errorf("%s: the steps of one task share it, got %s and %s", dir, ma.Name, ma2.Name)
+		}
+	}
+	if ma, mb := mountAt(a1, "/workspace/w"), mountAt(b1, "/workspace/w"); ma == nil || mb == nil || ma.Name != mb.Name {
+		t.Errorf("the pipeline workspace must be one volume, got %v and %v", ma, mb)
+	}
+	// A step's run directory is read-only to the task's other steps, as in Tekton.
+	if m := mountAt(a2, "/tekton/run/0"); m == nil || !m.ReadOnly {
+		t.Errorf("step two must see step one's run directory read-only, got %v", m)
+	}
+	// The shared state: read-only, but for the task's own subdirectory.
+	want := []corev1.VolumeMount{
+		{Name: "pip-state", MountPath: plan.StateDir, ReadOnly: true},
+		{Name: "pip-state", MountPath: plan.StateDir + "/a", SubPath: "a"},
+	}
+	got := []corev1.VolumeMount{*mountAt(a1, plan.StateDir), *mountAt(a1, plan.StateDir+"/a")}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("state mounts (-want +got):\n%s", d)
+	}
+}
+
+// The containers and what the entrypoint is told.
+func TestContainersAndPlan(t *testing.T) {
+	out := buildPod(t)
+	p := out.Pod
+	var inits []string
+	for _, c := range p.Spec.InitContainers {
+		inits = append(inits, c.Name)
+	}
+	// Our init copies the entrypoint that place-scripts then runs (decode-script).
+	if d := cmp.Diff([]string{build.ContainerInit, build.ContainerPlaceScripts}, inits); d != "" {
+		t.Errorf("init containers (-want +got):\n%s", d)
+	}
+	sc := container(t, p, "step-a-sidecar-helper")
+	if !strings.HasPrefix(strings.Join(sc.Args, " "), "-pip_mode sidecar -pip_task a ") || !strings.Contains(strings.Join(sc.Args, " "), "-entrypoint sleep -- 3600") {
+		t.Errorf("sidecar must be wrapped by the entrypoint, got %v %v", sc.Command, sc.Args)
+	}
+	two := container(t, p, "step-a-two")
+	if !strings.HasPrefix(strings.Join(two.Args, " "), "-pip_task a -pip_plan /tekton/pip/plan/plan.json -pip_state /tekton/pip/state -pip_step 1 -pip_step_name two -wait_file /tekton/run/0/out") {
+		t.Errorf("step args: %v", two.Args)
+	}
+	pl, err := plan.Decode([]byte(p.Annotations[plan.AnnotationPlan]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPlan := []plan.Task{
+		{Key: "a", PipelineTask: "a", TaskRun: "r-a", Steps: []string{"step-a-one", "step-a-two"}, Sidecars: []string{"step-a-sidecar-helper"}},
+		{Key: "b", PipelineTask: "b", TaskRun: "r-b", RunAfter: []string{"a"}, Steps: []string{"step-b-one"}},
+	}
+	if d := cmp.Diff(wantPlan, pl.Tasks); d != "" {
+		t.Errorf("plan (-want +got):\n%s", d)
+	}
+	// Sidecars make the pod wait for the controller's ready annotation.
+	if _, ready := p.Annotations["tekton.dev/ready"]; ready {
+		t.Error("a pod with sidecars must not be ready at creation")
+	}
+	if p.Name != build.PodName("r", 0) || p.Spec.Containers[len(p.Spec.Containers)-1].Name != plan.ReporterContainer {
+		t.Errorf("pod %s, last container %s", p.Name, p.Spec.Containers[len(p.Spec.Containers)-1].Name)
+	}
+}
