@@ -193,36 +193,25 @@ func waitForDefaultSA(ctx context.Context, c clients, ns string) error {
 }
 
 func apply(ctx context.Context, c clients, ns string, d render.Document) error {
+	obj := d.Object.DeepCopyObject()
+	obj.(metav1.Object).SetNamespace(ns)
+	opts := metav1.CreateOptions{}
 	var err error
-	switch o := d.Object.(type) {
+	switch o := obj.(type) {
 	case *v1.Pipeline:
-		o = o.DeepCopy()
-		o.Namespace = ns
-		_, err = c.tekton.TektonV1().Pipelines(ns).Create(ctx, o, metav1.CreateOptions{})
+		_, err = c.tekton.TektonV1().Pipelines(ns).Create(ctx, o, opts)
 	case *v1.Task:
-		o = o.DeepCopy()
-		o.Namespace = ns
-		_, err = c.tekton.TektonV1().Tasks(ns).Create(ctx, o, metav1.CreateOptions{})
+		_, err = c.tekton.TektonV1().Tasks(ns).Create(ctx, o, opts)
 	case *v1beta1.StepAction:
-		o = o.DeepCopy()
-		o.Namespace = ns
-		_, err = c.tekton.TektonV1beta1().StepActions(ns).Create(ctx, o, metav1.CreateOptions{})
+		_, err = c.tekton.TektonV1beta1().StepActions(ns).Create(ctx, o, opts)
 	case *corev1.ConfigMap:
-		o = o.DeepCopy()
-		o.Namespace = ns
-		_, err = c.kube.CoreV1().ConfigMaps(ns).Create(ctx, o, metav1.CreateOptions{})
+		_, err = c.kube.CoreV1().ConfigMaps(ns).Create(ctx, o, opts)
 	case *corev1.Secret:
-		o = o.DeepCopy()
-		o.Namespace = ns
-		_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, o, metav1.CreateOptions{})
+		_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, o, opts)
 	case *corev1.ServiceAccount:
-		o = o.DeepCopy()
-		o.Namespace = ns
-		_, err = c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, o, metav1.CreateOptions{})
+		_, err = c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, o, opts)
 	case *corev1.PersistentVolumeClaim:
-		o = o.DeepCopy()
-		o.Namespace = ns
-		_, err = c.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, o, metav1.CreateOptions{})
+		_, err = c.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, o, opts)
 	}
 	return err
 }
