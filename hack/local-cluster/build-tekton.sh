@@ -16,16 +16,9 @@ if have_all && stamp_ok "$TEKTON_BIN/.stamp" "$STAMP"; then
 fi
 
 W=$SRC/tekton
-mkdir -p "$W" "$TEKTON_BIN"
+mkdir -p "$TEKTON_BIN"
 pkgs=(); for c in $CMDS; do pkgs+=("github.com/tektoncd/pipeline/cmd/$c"); done
-if ! stamp_ok "$W/.stamp" "$TEKTON_VERSION" || [ ! -f "$W/go.sum" ]; then
-  t=$(now)
-  rm -f "$W/go.mod" "$W/go.sum"
-  (cd "$W" && go mod init pipelineinpod.local/cluster/tekton 2>/dev/null \
-     && go get -tool "${pkgs[@]/%/@$TEKTON_VERSION}" 2> "$W/go-get.log") || { cat "$W/go-get.log" >&2; die "go get failed"; }
-  echo "$TEKTON_VERSION" > "$W/.stamp"
-  log "Tekton tool module ready in $(since "$t")s"
-fi
+tool_module "$W" tekton "$TEKTON_VERSION" "${pkgs[@]}"
 
 t=$(now)
 log "building Tekton $TEKTON_VERSION: $CMDS (cold: ~2 min once the k8s build cache is warm)"

@@ -12,15 +12,8 @@ STAMP="tkn=$TKN_VERSION ldflags=$LDFLAGS $(go version)"
 if [ -x "$BIN/tkn" ] && stamp_ok "$BIN/.tkn.stamp" "$STAMP"; then log "tkn up to date ($TKN_VERSION)"; exit 0; fi
 
 W=$SRC/tkn
-mkdir -p "$W" "$BIN"
-if ! stamp_ok "$W/.stamp" "$TKN_VERSION" || [ ! -f "$W/go.sum" ]; then
-  t=$(now)
-  rm -f "$W/go.mod" "$W/go.sum"
-  (cd "$W" && go mod init pipelineinpod.local/cluster/tkn 2>/dev/null \
-     && go get -tool "$PKG@$TKN_VERSION" 2> "$W/go-get.log") || { cat "$W/go-get.log" >&2; die "go get failed"; }
-  echo "$TKN_VERSION" > "$W/.stamp"
-  log "tkn tool module ready in $(since "$t")s"
-fi
+mkdir -p "$BIN"
+tool_module "$W" tkn "$TKN_VERSION" "$PKG"
 
 t=$(now)
 log "building tkn $TKN_VERSION"

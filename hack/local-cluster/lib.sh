@@ -84,6 +84,20 @@ gobuild() { nice -n "${PIP_NICE:-10}" go build -trimpath "$@"; }
 # stamp_ok FILE CONTENT: true when FILE holds exactly CONTENT (build inputs unchanged).
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
+# tool_module DIR NAME VERSION PKG...: a module in DIR that requires each PKG at VERSION as a
+# tool (`go get -tool`), made again only when VERSION changed.
+tool_module() {
+  local dir=$1 name=$2 version=$3 t; shift 3
+  mkdir -p "$dir"
+  stamp_ok "$dir/.stamp" "$version" && [ -f "$dir/go.sum" ] && return 0
+  t=$(now)
+  rm -f "$dir/go.mod" "$dir/go.sum"
+  (cd "$dir" && go mod init "pipelineinpod.local/cluster/$name" 2>/dev/null \
+     && go get -tool "${@/%/@$version}" 2> "$dir/go-get.log") || { cat "$dir/go-get.log" >&2; die "go get failed"; }
+  echo "$version" > "$dir/.stamp"
+  log "$name tool module ready in $(since "$t")s"
+}
+
 # ---------------------------------------------------------------------------------------------- processes
 
 # A PID file holds "PID STARTTIME" so a recycled PID is never mistaken for ours.
