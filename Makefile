@@ -32,7 +32,7 @@ conformance:
 
 # Go benchmarks of the pure stages: rendering a 200-task pipeline, in-pod hand-off latency.
 bench-render:
-	$(GO) test ./pkg/render ./pkg/runtime -run XXX -bench . -benchtime 5x
+	$(GO) test ./pkg/render ./pkg/executor -run XXX -bench . -benchtime 5x
 
 bench:
 	hack/with-cluster.sh $(GO) run ./test/bench

@@ -1,6 +1,6 @@
 // Command entrypoint wraps every container of a PipelineInPod pod. It accepts Tekton's
 // entrypoint flags unchanged (the pod is built by Tekton's own pod builder) plus the
-// -pip_* flags the build side prepends; the logic lives in pkg/runtime.
+// -pip_* flags the build side prepends; the logic lives in pkg/executor.
 package main
 
 import (
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
-	"github.com/pipelineinpod/pipelineinpod/pkg/runtime"
+	"github.com/pipelineinpod/pipelineinpod/pkg/executor"
 	"github.com/tektoncd/pipeline/cmd/entrypoint/subcommands"
 	"github.com/tektoncd/pipeline/pkg/credentials/dockercreds"
 	"github.com/tektoncd/pipeline/pkg/credentials/gitcreds"
@@ -25,11 +25,11 @@ func main() {
 }
 
 func run(argv []string) int {
-	var cfg runtime.Config
+	var cfg executor.Config
 	var waitFiles, stepResults string
 	fs := flag.NewFlagSet("entrypoint", flag.ContinueOnError)
 
-	fs.StringVar(&cfg.Mode, "pip_mode", runtime.ModeStep, "step, sidecar, report or init")
+	fs.StringVar(&cfg.Mode, "pip_mode", executor.ModeStep, "step, sidecar, report or init")
 	fs.StringVar(&cfg.PlanFile, "pip_plan", plan.PlanFile, "the plan")
 	fs.StringVar(&cfg.StateDir, "pip_state", plan.StateDir, "the shared state directory")
 	fs.StringVar(&cfg.Task, "pip_task", "", "the task key of this container")
@@ -96,7 +96,7 @@ func run(argv []string) int {
 			cfg.Creds = true
 		}
 	})
-	return runtime.Run(cfg)
+	return executor.Run(cfg)
 }
 
 // splitArgs separates the entrypoint's flags from the step's command line at "--".

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"sort"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
@@ -270,7 +270,7 @@ func (r *Reconciler) cleanupAttempts(ctx context.Context, cr *v1beta1.CustomRun,
 		if c == nil || c.IsUnknown() || !observe.EndsPod(c.Reason) {
 			continue
 		}
-		name := build.PodName(cr.Name, i)
+		name := assemble.PodName(cr.Name, i)
 		pod, err := r.PodLister.Pods(cr.Namespace).Get(name)
 		if apierrors.IsNotFound(err) {
 			continue

@@ -2,7 +2,7 @@ package reconciler
 
 import (
 	"context"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"testing"
 	"time"
 
@@ -55,7 +55,7 @@ func TestNewController(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		got, err := fakepipelineclient.Get(ctx).TektonV1beta1().CustomRuns(ns).Get(ctx, "run", metav1.GetOptions{})
-		_, perr := fakekubeclient.Get(ctx).CoreV1().Pods(ns).Get(ctx, build.PodName("run", 0), metav1.GetOptions{})
+		_, perr := fakekubeclient.Get(ctx).CoreV1().Pods(ns).Get(ctx, assemble.PodName("run", 0), metav1.GetOptions{})
 		if err == nil && got.Status.StartTime != nil && perr == nil {
 			return
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"sort"
 	"strings"
 	"testing"
@@ -127,7 +127,7 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*Prepa
 		encoded, _ := pl.Encode()
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
-				Name: build.PodName(cr.Name, attempt), Namespace: ns,
+				Name: assemble.PodName(cr.Name, attempt), Namespace: ns,
 				Labels:          map[string]string{pipeline.CustomRunKey: cr.Name, v1.ManagedByLabelKey: v1alpha1.ManagedBy},
 				Annotations:     map[string]string{plan.AnnotationPlan: encoded},
 				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
@@ -281,7 +281,7 @@ func (h *harness) taskRun(key string) *v1.TaskRun {
 }
 
 func (h *harness) pod(attempt int) *corev1.Pod {
-	p, err := h.kube.CoreV1().Pods(ns).Get(h.ctx, build.PodName(h.crName, attempt), metav1.GetOptions{})
+	p, err := h.kube.CoreV1().Pods(ns).Get(h.ctx, assemble.PodName(h.crName, attempt), metav1.GetOptions{})
 	if err != nil {
 		return nil
 	}
@@ -313,7 +313,7 @@ func running(p *corev1.Pod) {
 }
 
 func (h *harness) report(attempt int, done bool, states ...plan.TaskState) {
-	name := build.PodName(h.crName, attempt)
+	name := assemble.PodName(h.crName, attempt)
 	if h.reports.states[name] == nil {
 		h.reports.states[name] = map[string]plan.TaskState{}
 	}

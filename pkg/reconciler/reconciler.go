@@ -13,7 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
@@ -130,7 +130,7 @@ func (r *Reconciler) storedCondition(cr *v1beta1.CustomRun) *apis.Condition {
 func (r *Reconciler) reconcileAttempt(ctx context.Context, cr *v1beta1.CustomRun, end *observe.Ending, now metav1.Time) pkgreconciler.Event {
 	logger := logging.FromContext(ctx)
 	attempt := len(cr.Status.RetriesStatus)
-	podName := build.PodName(cr.Name, attempt)
+	podName := assemble.PodName(cr.Name, attempt)
 	summary := observe.DecodeSummary(cr.Status.ExtraFields)
 	if summary.PodName != podName {
 		summary.PodName = ""
@@ -277,7 +277,7 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 	if allFinal {
 		return nil
 	}
-	podName := build.PodName(cr.Name, attempt)
+	podName := assemble.PodName(cr.Name, attempt)
 	pod, err := r.getPod(ctx, cr.Namespace, podName)
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
@@ -51,7 +51,7 @@ type Run struct {
 // Result is the outcome of rendering one Run.
 type Result struct {
 	Run    Run
-	Output *build.Output
+	Output *assemble.Output
 	Err    error
 }
 
@@ -236,7 +236,7 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 }
 
 // One runs the three stages for one CustomRun.
-func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Clientset, cr *v1beta1.CustomRun) (*build.Output, error) {
+func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Clientset, cr *v1beta1.CustomRun) (*assemble.Output, error) {
 	resolved, err := resolve.Resolve(ctx, res, cr)
 	if err != nil {
 		return nil, err
@@ -245,7 +245,7 @@ func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Cl
 	if err != nil {
 		return nil, err
 	}
-	return build.Build(ctx, build.Options{
+	return assemble.Pod(ctx, assemble.Options{
 		Images:          opts.Images,
 		EntrypointImage: opts.EntrypointImage,
 		KubeClient:      kc,
@@ -254,7 +254,7 @@ func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Cl
 }
 
 // WriteYAML prints an Output as YAML documents: PVCs, child TaskRuns, then the Pod.
-func WriteYAML(w io.Writer, out *build.Output) error {
+func WriteYAML(w io.Writer, out *assemble.Output) error {
 	var objs []any
 	for _, p := range out.PVCs {
 		objs = append(objs, p)

@@ -8,7 +8,7 @@ import (
 	"fmt"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
 	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
@@ -72,7 +72,7 @@ func (s *Stages) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*reconcile
 		if err != nil {
 			return nil, err
 		}
-		out, err := build.Build(ctx, build.Options{
+		out, err := assemble.Pod(ctx, assemble.Options{
 			Images:          s.Images,
 			EntrypointImage: s.EntrypointImage,
 			KubeClient:      s.KubeClient,

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -67,7 +67,7 @@ func TestPrepareInlinePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Pod.Name != build.PodName(cr.Name, 0) || len(b.Plan.Tasks) != 3 {
+	if b.Pod.Name != assemble.PodName(cr.Name, 0) || len(b.Plan.Tasks) != 3 {
 		t.Errorf("pod %q, %d plan tasks", b.Pod.Name, len(b.Plan.Tasks))
 	}
 }

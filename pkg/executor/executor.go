@@ -1,4 +1,4 @@
-// Package runtime is the in-pod side of PipelineInPod: the logic behind
+// Package executor is the in-pod side of PipelineInPod: the logic behind
 // cmd/entrypoint, which wraps every container of the one Pod.
 //
 // Containers of all tasks start together; the entrypoints turn that into a Tekton
@@ -19,7 +19,7 @@
 // Config.Poll; besides the plan's status.json and steps/<i>.json, a task directory
 // holds two files only entrypoints read: .attempt (the attempt that may run, with its
 // exact start) and .ack/<step> (a step's cleanup before a retry).
-package runtime
+package executor
 
 import (
 	"io"

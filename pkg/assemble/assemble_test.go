@@ -1,4 +1,4 @@
-package build_test
+package assemble_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/pipelineinpod/pipelineinpod/pkg/build"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
 	corev1 "k8s.io/api/core/v1"
@@ -37,7 +37,7 @@ spec:
         steps: [{name: one, image: busybox, script: "cat $(workspaces.w.path)/f"}]
 `
 
-func buildPod(t *testing.T) *build.Output {
+func buildPod(t *testing.T) *assemble.Output {
 	t.Helper()
 	docs, err := render.Parse("two.yaml", []byte(twoTasks))
 	if err != nil {
@@ -109,7 +109,7 @@ func TestContainersAndPlan(t *testing.T) {
 		inits = append(inits, c.Name)
 	}
 	// Our init copies the entrypoint that place-scripts then runs (decode-script).
-	if d := cmp.Diff([]string{build.ContainerInit, build.ContainerPlaceScripts}, inits); d != "" {
+	if d := cmp.Diff([]string{assemble.ContainerInit, assemble.ContainerPlaceScripts}, inits); d != "" {
 		t.Errorf("init containers (-want +got):\n%s", d)
 	}
 	sc := container(t, p, "step-a-sidecar-helper")
@@ -135,7 +135,7 @@ func TestContainersAndPlan(t *testing.T) {
 	if _, ready := p.Annotations["tekton.dev/ready"]; ready {
 		t.Error("a pod with sidecars must not be ready at creation")
 	}
-	if p.Name != build.PodName("r", 0) || p.Spec.Containers[len(p.Spec.Containers)-1].Name != plan.ReporterContainer {
+	if p.Name != assemble.PodName("r", 0) || p.Spec.Containers[len(p.Spec.Containers)-1].Name != plan.ReporterContainer {
 		t.Errorf("pod %s, last container %s", p.Name, p.Spec.Containers[len(p.Spec.Containers)-1].Name)
 	}
 }

@@ -1,4 +1,4 @@
-// Package build is the third stage of a PipelineInPod run: it turns the compiled child
+// Package assemble is the third stage of a PipelineInPod run: it turns the compiled child
 // TaskRuns into the one Pod that runs them all, plus the TaskRuns and PVCs themselves.
 //
 // Each task's containers come from Tekton's own pod builder (pkg/pod.Builder), fed
@@ -10,7 +10,7 @@
 // volume for all; every container is renamed "step-<task>-..." (DESIGN.md hazard 2);
 // Tekton's per-task init containers become one; and each container's entrypoint gets
 // the flags that tie it to the Plan.
-package build
+package assemble
 
 import (
 	"context"
@@ -87,8 +87,8 @@ func PodName(crName string, attempt int) string {
 	return kmeta.ChildName(crName, fmt.Sprintf("-pod-retry%d", attempt))
 }
 
-// Build makes the pod, child TaskRuns and PVCs of one attempt of a compiled run.
-func Build(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error) {
+// Pod makes the pod, child TaskRuns and PVCs of one attempt of a compiled run.
+func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error) {
 	cr := c.CustomRun
 	out := &Output{Plan: &plan.Plan{}}
 	if t := c.Timeouts; t != nil {

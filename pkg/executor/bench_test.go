@@ -1,4 +1,4 @@
-package runtime_test
+package executor_test
 
 import (
 	"fmt"
@@ -14,7 +14,7 @@ import (
 // the hand-off covers the parent step's exit, its leader publishing the task as done,
 // the child's leader noticing and deciding, and the child's step (a shell) starting.
 //
-//	go test ./pkg/runtime/ -run '^$' -bench HandOff -benchtime 20x
+//	go test ./pkg/executor/ -run '^$' -bench HandOff -benchtime 20x
 func BenchmarkHandOff(b *testing.B) {
 	const chain = 6
 	var samples []time.Duration
