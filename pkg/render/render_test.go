@@ -116,7 +116,7 @@ func checkPod(t *testing.T, r Result) {
 	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range cs {
 			if !strings.HasPrefix(c.Name, "step-") {
-				t.Errorf("container %q lacks the step- prefix (DESIGN.md hazard 2)", c.Name)
+				t.Errorf("container %q lacks the step- prefix (docs/design.md hazard 2)", c.Name)
 			}
 		}
 	}
@@ -316,7 +316,7 @@ func TestExamples(t *testing.T) {
 }
 
 // A pipeline whose one pod would exceed what the API server stores fails at build,
-// naming the reason, instead of failing at pod creation (DESIGN.md hazard 7).
+// naming the reason, instead of failing at pod creation (docs/design.md hazard 7).
 func TestPodTooLarge(t *testing.T) {
 	script := strings.Repeat("echo 0123456789abcdef0123456789abcdef\n", 45000) // ~1.6 MB
 	doc := fmt.Sprintf(`apiVersion: tekton.dev/v1
