@@ -111,7 +111,7 @@ type Expectation struct {
 var apiFieldsRank = map[string]int{"stable": 0, "beta": 1, "alpha": 2}
 
 // FlagsMissing lists the flags of e that the cluster's feature-flags data does not
-// satisfy, as "name=want (cluster: got)". An absent key counts as Tekton's default.
+// satisfy, as name=want (is "got"). An absent key counts as Tekton's default.
 func (e Expectation) FlagsMissing(cluster map[string]string, defaults map[string]string) []string {
 	var out []string
 	for k, want := range e.Flags {
@@ -124,7 +124,7 @@ func (e Expectation) FlagsMissing(cluster map[string]string, defaults map[string
 			satisfied = apiFieldsRank[strings.ToLower(got)] >= apiFieldsRank[strings.ToLower(want)]
 		}
 		if !satisfied {
-			out = append(out, fmt.Sprintf("%s=%s (cluster: %q)", k, want, got))
+			out = append(out, fmt.Sprintf("%s=%s (is %q)", k, want, got))
 		}
 	}
 	sort.Strings(out)

@@ -59,7 +59,7 @@ func TestFlagsMissing(t *testing.T) {
 		t.Errorf("alpha and true satisfy beta and true, got %v", got)
 	}
 	got := e.FlagsMissing(map[string]string{"enable-api-fields": "stable"}, defaults)
-	want := []string{`enable-api-fields=beta (cluster: "stable")`, `enable-param-enum=true (cluster: "")`}
+	want := []string{`enable-api-fields=beta (is "stable")`, `enable-param-enum=true (is "")`}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got)\n%s", d)
 	}
