@@ -4,10 +4,14 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
-CONFORMANCE_DIR ?= $(abspath ../shared/conformance)
-export PIP_CONFORMANCE_DIR := $(CONFORMANCE_DIR)
+# Empty: Tekton's examples from the pinned module (test/conformance/corpus). A directory
+# runs that directory instead.
+CONFORMANCE_DIR ?=
+# make release VERSION=v0.1.0 [KO_DOCKER_REPO=registry/path]
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+RELEASE_DIR ?= release
 
-.PHONY: build unit test e2e conformance bench bench-render demo cluster-up cluster-down fmt vet
+.PHONY: build unit test e2e conformance bench bench-render demo cluster-up cluster-down fmt vet release
 
 build:
 	$(GO) build ./...
@@ -28,7 +32,7 @@ e2e:
 	hack/with-cluster.sh $(GO) test -tags e2e -count=1 -timeout 30m -v ./test/e2e/
 
 conformance:
-	hack/with-cluster.sh $(GO) run ./test/conformance -dir $(CONFORMANCE_DIR)
+	hack/with-cluster.sh $(GO) run ./test/conformance $(if $(CONFORMANCE_DIR),-dir $(abspath $(CONFORMANCE_DIR)))
 
 # Go benchmarks of the pure stages: rendering a 200-task pipeline, in-pod hand-off latency.
 bench-render:
@@ -45,3 +49,14 @@ cluster-up:
 
 cluster-down:
 	hack/local-cluster/down.sh
+
+# One YAML with every object of config/: images built for ko.yaml's platforms, pushed to
+# $KO_DOCKER_REPO tagged VERSION, and referred to by digest. Users install it with
+# kubectl apply -f release/pipelineinpod-VERSION.yaml.
+release:
+	@test -n "$$KO_DOCKER_REPO" || { echo "release: set KO_DOCKER_REPO to the registry to push the images to"; exit 1; }
+	@command -v ko >/dev/null || { echo "release: ko is not on PATH"; exit 1; }
+	mkdir -p $(RELEASE_DIR)
+	ko resolve --tags $(VERSION) -f config/ > $(RELEASE_DIR)/pipelineinpod-$(VERSION).yaml.tmp
+	mv $(RELEASE_DIR)/pipelineinpod-$(VERSION).yaml.tmp $(RELEASE_DIR)/pipelineinpod-$(VERSION).yaml
+	@echo "wrote $(RELEASE_DIR)/pipelineinpod-$(VERSION).yaml"

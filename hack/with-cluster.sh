@@ -8,7 +8,7 @@
 # local cluster's), the local cluster is brought up if needed (hack/local-cluster/up.sh,
 # idempotent), this checkout's entrypoint image is built and loaded, config/'s
 # namespace, RBAC and ConfigMaps are applied, and this checkout's controller is
-# (re)started on the host in a loopback-only network namespace (cluster-notes: Knative
+# (re)started on the host in a loopback-only network namespace (docs/local-cluster.md: Knative
 # controllers bind *:8080/*:9090). The controller's log is
 # $PIP_CLUSTER_DIR/run/logs/pipelineinpod-controller.log.
 set -euo pipefail

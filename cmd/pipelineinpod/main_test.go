@@ -7,49 +7,82 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 )
 
-// The CLI is run as a user would: every open conformance file renders (exit 0, YAML
-// with a Pod), every unsupported one fails with exit 1 and one line naming the cause.
+// The CLI is run as a user would, on Tekton's examples from the pinned module (TaskRun
+// examples lifted into PipelineRuns first): every example marked pass renders (exit 0,
+// YAML with a Pod), every one marked refused fails with exit 1 and one line per run
+// naming the document, the field and the cause.
 func TestRenderFromTheShell(t *testing.T) {
-	dir := os.Getenv("PIP_CONFORMANCE_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "conformance")
+	dir, err := corpus.ExamplesDir()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("SKIPPED: no conformance corpus at %s (set PIP_CONFORMANCE_DIR): %v", dir, err)
+	files, err := corpus.Files(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "pipelineinpod")
+	list, err := corpus.Expectations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "pipelineinpod")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") {
-			return err
+	renderDefaults := map[string]string{"enable-api-fields": config.DefaultEnableAPIFields}
+	ran := 0
+	for _, f := range files {
+		e, ok := list[f]
+		if !ok {
+			t.Errorf("%s: not marked in %s", f, corpus.ExpectationsFile)
+			continue
 		}
+		if e.Expect == corpus.Skip {
+			continue
+		}
+		if missing := e.FlagsMissing(v1alpha1.FeatureFlags, renderDefaults); len(missing) > 0 {
+			// The CLI has no flag for feature flags; pkg/render's tests cover these.
+			t.Logf("%s: not rendered from the shell: needs %v", f, missing)
+			continue
+		}
+		path := filepath.Join(dir, filepath.FromSlash(f))
+		if strings.HasPrefix(f, "taskruns/") {
+			raw, err := corpus.Load(dir, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path = filepath.Join(tmp, strings.ReplaceAll(f, "/", "_"))
+			if err := os.WriteFile(path, raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ran++
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, "render", "-f", p)
+		cmd := exec.Command(bin, "render", "-f", path)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		runErr := cmd.Run()
-		rel, _ := filepath.Rel(dir, p)
-		if strings.HasPrefix(rel, "unsupported") {
-			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if e.Expect == corpus.Refused {
 			if ee, ok := runErr.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-				t.Errorf("%s: want exit 1, got %v", rel, runErr)
+				t.Errorf("%s: want exit 1, got %v", f, runErr)
 			}
-			for _, l := range lines {
-				if !strings.HasPrefix(l, p+"#") || !strings.Contains(l, "spec.") {
-					t.Errorf("%s: want one line per failed run naming the document and the field, got %q", rel, l)
+			for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				if !strings.HasPrefix(l, path+"#") || !strings.Contains(l, "spec.") || !strings.Contains(l, e.Cause) {
+					t.Errorf("%s: want one line per failed run naming the document, the field and %q, got %q", f, e.Cause, l)
 				}
 			}
-			return nil
+			continue
 		}
 		if runErr != nil || !strings.Contains(stdout.String(), "\nkind: Pod\n") {
-			t.Errorf("%s: %v\n%s", rel, runErr, stderr.String())
+			t.Errorf("%s: %v\n%s", f, runErr, stderr.String())
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	}
+	if ran < 50 {
+		t.Errorf("only %d examples rendered from the shell", ran)
 	}
 }

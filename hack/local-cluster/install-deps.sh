@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local cluster needs (fast no-op when they are all present).
 #   containerd, runc, containernetworking-plugins  container runtime + bridge/host-local CNI plugins
-#   etcd-server                                    etcd 3.4 (works with kube-apiserver 1.35: cluster-notes pitfall 9)
+#   etcd-server                                    etcd 3.4 (works with kube-apiserver 1.35: docs/local-cluster.md pitfall 9)
 #   iptables, conntrack, iproute2, util-linux      kubelet/CNI needs, netns (unshare), bridge setup
 #   socat                                          bridges the API server into the controllers' network namespaces
 #   openssl                                        the cluster PKI

@@ -19,7 +19,7 @@ export PIP_CLUSTER_DIR
 LC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # hack/local-cluster
 REPO_ROOT=$(cd "$LC_DIR/../.." && pwd)
 
-# Versions (k8s v1.35.4 is the newest patch with every staging module on the proxy: cluster-notes pitfall 8).
+# Versions (k8s v1.35.4 is the newest patch with every staging module on the proxy: docs/local-cluster.md pitfall 8).
 K8S_VERSION=${K8S_VERSION:-v1.35.4}
 TEKTON_VERSION=${TEKTON_VERSION:-v1.15.1}
 TKN_VERSION=${TKN_VERSION:-v0.46.0}

@@ -7,7 +7,7 @@
 // entrypoint arguments are Tekton's. build then merges those per-task pods into one:
 // per-task volumes (/tekton/home, /workspace, /tekton/results, /tekton/run/<i>, ...)
 // keep one copy per task, so no task can write another's; pipeline workspaces keep one
-// volume for all; every container is renamed "step-<task>-..." (DESIGN.md hazard 2);
+// volume for all; every container is renamed "step-<task>-..." (docs/design.md hazard 2);
 // Tekton's per-task init containers become one; and each container's entrypoint gets
 // the flags that tie it to the Plan.
 package assemble
@@ -36,7 +36,7 @@ import (
 
 const (
 	// MaxPodBytes is what we let a pod spec weigh: etcd refuses objects near 1.5 MiB
-	// (DESIGN.md hazard 7), and a little room stays for status.
+	// (docs/design.md hazard 7), and a little room stays for status.
 	MaxPodBytes = 1400 * 1024
 	// MaxPlanBytes bounds the plan annotation: all annotations of an object together
 	// may not exceed 256 KiB.
@@ -62,7 +62,7 @@ type Options struct {
 	// KubeClient reads the service account's secrets for Tekton's credentials init.
 	KubeClient kubernetes.Interface
 	// EntrypointCache looks up the ENTRYPOINT of images whose steps have no command
-	// (DESIGN.md hazard 6). Nil means no registry can be reached: such steps fail the build.
+	// (docs/design.md hazard 6). Nil means no registry can be reached: such steps fail the build.
 	EntrypointCache pod.EntrypointCache
 	// Resolver inlines StepActions.
 	Resolver resolve.Resolver

@@ -6,7 +6,7 @@
 // (validation, param and context substitution, matrix fan-out, the DAG), with Tekton's
 // own functions, but all at once: in one pod every task exists from the start, so
 // whatever is only known at run time (results, task statuses, retry counts) stays a
-// $(...) reference for the in-pod entrypoint to substitute (DESIGN.md hazard 4).
+// $(...) reference for the in-pod entrypoint to substitute (docs/design.md hazard 4).
 package compile
 
 import (
@@ -54,7 +54,7 @@ type Compiled struct {
 	// Workspaces are the pipeline's workspace bindings, in the order of the pod volumes
 	// that back them; volumeClaimTemplates are already turned into claims (see PVCs).
 	Workspaces []Workspace
-	// ServiceAccountName and PodTemplate are the one pod's (DESIGN.md hazard 8).
+	// ServiceAccountName and PodTemplate are the one pod's (docs/design.md hazard 8).
 	ServiceAccountName string
 	PodTemplate        *pod.PodTemplate
 	Timeouts           *v1.TimeoutFields
@@ -154,7 +154,7 @@ func validate(ctx context.Context, ps *v1.PipelineSpec, pr *v1.PipelineRun) erro
 	if err := prresources.ValidateParamArrayIndex(ps, pr.Spec.Params); err != nil {
 		return fmt.Errorf("spec.params: %w", err)
 	}
-	// One pod has one service account and one pod template (DESIGN.md hazard 8).
+	// One pod has one service account and one pod template (docs/design.md hazard 8).
 	for i, trs := range pr.Spec.TaskRunSpecs {
 		f := fmt.Sprintf("spec.customSpec.spec.taskRunSpecs[%d]", i)
 		if trs.ServiceAccountName != "" && trs.ServiceAccountName != pr.Spec.TaskRunTemplate.ServiceAccountName {

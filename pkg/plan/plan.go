@@ -51,7 +51,7 @@ const (
 	RunDirName = ".run"
 
 	// ReporterContainer is the container that streams TaskStates to its log; its name
-	// starts with "step-" so Tekton's stopSidecars leaves it alone (DESIGN.md hazard 2).
+	// starts with "step-" so Tekton's stopSidecars leaves it alone (docs/design.md hazard 2).
 	ReporterContainer = "step-pip-reporter"
 )
 

@@ -157,7 +157,7 @@ func TestRestartInEachPhase(t *testing.T) {
 	})
 }
 
-// DESIGN.md hazard 1: a stale "pending" status written by Tekton's TaskRun reconciler
+// docs/design.md hazard 1: a stale "pending" status written by Tekton's TaskRun reconciler
 // (from an old cache copy, after ours) must not stay.
 func TestStalePendingWrite(t *testing.T) {
 	stale := func(h *harness, key string, from *v1.TaskRun) {
@@ -540,7 +540,7 @@ func TestSkippedBeforeRunning(t *testing.T) {
 	}
 }
 
-// The API server refuses the pod for good (too large for etcd, DESIGN.md hazard 7): the
+// The API server refuses the pod for good (too large for etcd, docs/design.md hazard 7): the
 // run fails at once, saying so, instead of retrying forever.
 func TestPodRefused(t *testing.T) {
 	h := newHarness(t, newCustomRun("run"), taskA)

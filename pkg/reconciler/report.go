@@ -18,7 +18,7 @@ type ReportReader interface {
 
 // PodLogReports reads the reporter container's log through the pods/log API: the one
 // channel that carries results of any size (termination messages are capped at 12 KiB
-// per pod, DESIGN.md hazard 3).
+// per pod, docs/design.md hazard 3).
 type PodLogReports struct {
 	KubeClient kubernetes.Interface
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	tektonv1alpha1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1alpha1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
@@ -102,6 +103,15 @@ func Parse(name string, data []byte) ([]Document, error) {
 		if err := yaml.UnmarshalStrict(chunk, obj); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", source, tm.Kind, err)
 		}
+		if old, ok := obj.(*tektonv1alpha1.StepAction); ok {
+			// The API server serves both versions; resolution reads v1beta1.
+			sa := &v1beta1.StepAction{}
+			if err := old.ConvertTo(context.Background(), sa); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", source, tm.Kind, err)
+			}
+			sa.APIVersion, sa.Kind = "tekton.dev/v1beta1", "StepAction"
+			obj = sa
+		}
 		docs = append(docs, Document{Source: source, Object: obj})
 	}
 }
@@ -116,6 +126,8 @@ func newObject(tm metav1.TypeMeta) (runtime.Object, error) {
 		return &v1.PipelineRun{}, nil
 	case "tekton.dev/v1beta1/StepAction":
 		return &v1beta1.StepAction{}, nil
+	case "tekton.dev/v1alpha1/StepAction":
+		return &tektonv1alpha1.StepAction{}, nil
 	case "tekton.dev/v1beta1/CustomRun":
 		return &v1beta1.CustomRun{}, nil
 	case "v1/ConfigMap":
@@ -127,7 +139,7 @@ func newObject(tm metav1.TypeMeta) (runtime.Object, error) {
 	case "v1/PersistentVolumeClaim":
 		return &corev1.PersistentVolumeClaim{}, nil
 	}
-	return nil, fmt.Errorf("apiVersion %q kind %q: not a kind render reads (tekton.dev/v1 Pipeline, Task, PipelineRun; tekton.dev/v1beta1 StepAction, CustomRun; v1 ConfigMap, Secret, ServiceAccount, PersistentVolumeClaim)", tm.APIVersion, tm.Kind)
+	return nil, fmt.Errorf("apiVersion %q kind %q: not a kind render reads (tekton.dev/v1 Pipeline, Task, PipelineRun; tekton.dev/v1beta1 StepAction, CustomRun; tekton.dev/v1alpha1 StepAction; v1 ConfigMap, Secret, ServiceAccount, PersistentVolumeClaim)", tm.APIVersion, tm.Kind)
 }
 
 // Runs lists the PipelineRuns and CustomRuns of the documents as CustomRuns. A run

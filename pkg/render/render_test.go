@@ -12,23 +12,64 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/test/names"
 	corev1 "k8s.io/api/core/v1"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
-// conformanceDir is ../shared/conformance beside the repository, or PIP_CONFORMANCE_DIR.
-func conformanceDir(t testing.TB) string {
-	dir := os.Getenv("PIP_CONFORMANCE_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "conformance")
+// moduleCorpus is Tekton's examples from the pinned module with their marks
+// (test/conformance/corpus), skips left out.
+func moduleCorpus(t *testing.T) (dir string, files []string, list map[string]corpus.Expectation) {
+	t.Helper()
+	dir, err := corpus.ExamplesDir()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("SKIPPED: no conformance corpus at %s (set PIP_CONFORMANCE_DIR): %v", dir, err)
+	all, err := corpus.Files(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return dir
+	if list, err = corpus.Expectations(); err != nil {
+		t.Fatal(err)
+	}
+	if unlisted, _ := corpus.Coverage(all, list); len(unlisted) > 0 {
+		t.Fatalf("examples not marked in %s: %v", corpus.ExpectationsFile, unlisted)
+	}
+	for _, f := range all {
+		if list[f].Expect != corpus.Skip {
+			files = append(files, f)
+		}
+	}
+	return dir, files, list
+}
+
+// withFlags turns on, for one test, the feature flags an example needs beyond those
+// render validates with.
+func withFlags(t *testing.T, flags map[string]string) {
+	saved := map[string]string{}
+	for k, v := range flags {
+		if old, ok := v1alpha1.FeatureFlags[k]; ok {
+			saved[k] = old
+		}
+		if k == "enable-api-fields" && v1alpha1.FeatureFlags[k] == config.AlphaAPIFields {
+			continue // alpha already enables beta and stable
+		}
+		v1alpha1.FeatureFlags[k] = v
+	}
+	t.Cleanup(func() {
+		for k := range flags {
+			if old, ok := saved[k]; ok {
+				v1alpha1.FeatureFlags[k] = old
+			} else {
+				delete(v1alpha1.FeatureFlags, k)
+			}
+		}
+	})
 }
 
 func renderFile(t *testing.T, path string) []Result {
@@ -44,66 +85,46 @@ func renderFile(t *testing.T, path string) []Result {
 	return res
 }
 
-func yamlFiles(t *testing.T, dir string) []string {
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") {
-			out = append(out, p)
-		}
-		return err
-	})
+func renderCorpusFile(t *testing.T, dir, file string) []Result {
+	t.Helper()
+	raw, err := corpus.Load(dir, file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
-}
-
-func TestConformanceOpenRenders(t *testing.T) {
-	dir := filepath.Join(conformanceDir(t), "open")
-	for _, f := range yamlFiles(t, dir) {
-		t.Run(strings.TrimPrefix(f, dir), func(t *testing.T) {
-			res := renderFile(t, f)
-			if len(res) == 0 {
-				t.Fatal("no PipelineRun in file")
-			}
-			for _, r := range res {
-				if r.Err != nil {
-					t.Errorf("%s %s: %v", r.Run.Kind, r.Run.Name, r.Err)
-					continue
-				}
-				checkPod(t, r)
-			}
-		})
+	docs, err := Parse(file, raw)
+	if err != nil {
+		t.Fatal(err)
 	}
+	res, err := Render(context.Background(), DefaultOptions(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) == 0 {
+		t.Fatal("no PipelineRun in file")
+	}
+	return res
 }
 
-// The reasons a one-pod run of each unsupported example must give.
-var unsupportedCauses = map[string]string{
-	"pipelinerun-with-matrix-and-results.yaml":                         "fans out over a result",
-	"pipelinerun-with-matrix-and-taskrunspecs-param-substitution.yaml": "podTemplate",
-	"pipelinerun-with-matrix-emitting-results.yaml":                    "fans out over a result",
-}
-
-func TestConformanceUnsupportedFails(t *testing.T) {
-	dir := filepath.Join(conformanceDir(t), "unsupported")
-	for _, f := range yamlFiles(t, dir) {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			cause, ok := unsupportedCauses[filepath.Base(f)]
-			if !ok {
-				t.Fatalf("no expected cause recorded for %s", f)
-			}
-			res := renderFile(t, f)
-			failed := false
+// Every example marked pass renders every run into a pod; every example marked refused
+// fails every run with an error naming the cause.
+func TestModuleExamples(t *testing.T) {
+	dir, files, list := moduleCorpus(t)
+	for _, f := range files {
+		e := list[f]
+		t.Run(f, func(t *testing.T) {
+			withFlags(t, e.Flags)
+			res := renderCorpusFile(t, dir, f)
 			for _, r := range res {
-				if r.Err != nil {
-					failed = true
-					if !strings.Contains(r.Err.Error(), cause) {
-						t.Errorf("error %q does not name the cause %q", r.Err, cause)
-					}
+				switch {
+				case e.Expect == corpus.Pass && r.Err != nil:
+					t.Errorf("%s %s: %v", r.Run.Kind, r.Run.Name, r.Err)
+				case e.Expect == corpus.Pass:
+					checkPod(t, r)
+				case r.Err == nil:
+					t.Errorf("%s %s rendered, but one pod cannot run it (%s)", r.Run.Kind, r.Run.Name, e.Reason)
+				case !strings.Contains(r.Err.Error(), e.Cause):
+					t.Errorf("error %q does not name the cause %q", r.Err, e.Cause)
 				}
-			}
-			if !failed {
-				t.Error("rendered, but one pod cannot run it")
 			}
 		})
 	}
@@ -116,7 +137,7 @@ func checkPod(t *testing.T, r Result) {
 	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range cs {
 			if !strings.HasPrefix(c.Name, "step-") {
-				t.Errorf("container %q lacks the step- prefix (DESIGN.md hazard 2)", c.Name)
+				t.Errorf("container %q lacks the step- prefix (docs/design.md hazard 2)", c.Name)
 			}
 		}
 	}
@@ -316,7 +337,7 @@ func TestExamples(t *testing.T) {
 }
 
 // A pipeline whose one pod would exceed what the API server stores fails at build,
-// naming the reason, instead of failing at pod creation (DESIGN.md hazard 7).
+// naming the reason, instead of failing at pod creation (docs/design.md hazard 7).
 func TestPodTooLarge(t *testing.T) {
 	script := strings.Repeat("echo 0123456789abcdef0123456789abcdef\n", 45000) // ~1.6 MB
 	doc := fmt.Sprintf(`apiVersion: tekton.dev/v1

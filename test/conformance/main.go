@@ -1,14 +1,23 @@
-// Command conformance runs Tekton's own example runs (../shared/conformance) as
-// PipelineInPod runs on a real cluster: for every file, in a fresh namespace, it
-// applies the file's other documents, turns each PipelineRun into the equivalent
-// CustomRun, and checks every run. Files under unsupported/ pass when every run fails
-// fast (under -unsupported-within) with a message that names the cause.
+// Command conformance runs Tekton's own example runs as PipelineInPod runs on a real
+// cluster: for every file, in a fresh namespace, it applies the file's other documents,
+// turns each PipelineRun into the equivalent CustomRun, and checks every run.
 //
-//	go run ./test/conformance -dir ../shared/conformance [-run REGEXP]
+// By default the corpus is Tekton's examples/v1 from the github.com/tektoncd/pipeline
+// module go.mod pins, every TaskRun example lifted into a one-task PipelineRun, each
+// file marked in corpus/expectations.yaml: pass (every run succeeds, with the listed
+// results), refused (every run fails within -unsupported-within, naming the cause) or
+// skip (printed with its reason). A file of the module the list does not mark fails.
 //
-// It prints one line per file and ends with `conformance: N passed, M failed`.
+//	go run ./test/conformance [-run REGEXP]
+//	go run ./test/conformance -dir DIR [-run REGEXP]
 //
-// The corpus names images as mirror.gcr.io/<name> (some by digest); a cluster without
+// -dir runs a directory instead: every YAML file under it must pass, except those under
+// unsupported/, which must be refused.
+//
+// It prints one line per file and ends with
+// `conformance: N passed, M refused as expected, K skipped (listed), F failed`.
+//
+// The examples name images as mirror.gcr.io/<name> (some by digest); a cluster without
 // a registry serves them from local images, so every such reference is rewritten to
 // mirror.gcr.io/<name>:local (hack/local-cluster builds those) unless -keep-images.
 package main
@@ -26,10 +35,13 @@ import (
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -37,11 +49,12 @@ import (
 )
 
 var (
-	dir          = flag.String("dir", "../shared/conformance", "the corpus directory")
+	dir          = flag.String("dir", "", "run this directory instead of Tekton's examples from the pinned module (files under unsupported/ must be refused)")
 	only         = flag.String("run", "", "only files whose path matches this regexp")
 	kubeconfig   = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig")
-	runTimeout   = flag.Duration("timeout", 4*time.Minute, "how long one open run may take")
-	unsupWithin  = flag.Duration("unsupported-within", 30*time.Second, "how fast an unsupported run must fail")
+	tektonNS     = flag.String("tekton-namespace", "tekton-pipelines", "the namespace of Tekton's feature-flags ConfigMap")
+	runTimeout   = flag.Duration("timeout", 4*time.Minute, "how long one run may take")
+	unsupWithin  = flag.Duration("unsupported-within", 30*time.Second, "how fast a refused run must fail")
 	keepImages   = flag.Bool("keep-images", false, "do not rewrite mirror.gcr.io images to :local")
 	keepNS       = flag.Bool("keep-namespaces", false, "leave each file's namespace behind")
 	imageRef     = regexp.MustCompile(`(mirror\.gcr\.io/[a-z0-9._/-]+?)(@sha256:[0-9a-f]{64}|:[A-Za-z0-9._-]+)?(\s|"|'|$)`)
@@ -51,6 +64,28 @@ var (
 		"pipelinerun-with-matrix-emitting-results.yaml":                    "fans out over a result",
 	}
 )
+
+// expectation is what every run of one file must show.
+type expectation struct {
+	refused bool
+	cause   string            // refused: a phrase of the failure message
+	results map[string]string // pass: CustomRun results
+}
+
+// entry is one file to run, or to report without running.
+type entry struct {
+	name   string // as printed
+	load   func() ([]byte, error)
+	expect expectation
+	skip   string // why it is not run
+	fail   string // why it fails without running
+}
+
+// tally counts outcomes for the summary line.
+type tally struct {
+	passed, refused, skipped, failed int
+	skips                            map[string]int
+}
 
 type clients struct {
 	kube   kubernetes.Interface
@@ -65,34 +100,153 @@ func main() {
 	}
 	cfg.QPS, cfg.Burst = 50, 100
 	c := clients{kube: kubernetes.NewForConfigOrDie(cfg), tekton: versioned.NewForConfigOrDie(cfg)}
-	var files []string
-	err = filepath.WalkDir(*dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") && (*only == "" || regexp.MustCompile(*only).MatchString(p)) {
-			files = append(files, p)
-		}
-		return err
-	})
+	var entries []entry
+	if *dir != "" {
+		entries, err = dirEntries(*dir)
+	} else {
+		entries, err = moduleEntries(context.Background(), c)
+	}
 	if err != nil {
 		fatal(err)
 	}
-	sort.Strings(files)
-	passed, failed := 0, 0
-	for i, f := range files {
-		rel, _ := filepath.Rel(*dir, f)
-		start := time.Now()
-		err := runFile(context.Background(), c, f, rel, fmt.Sprintf("conf-%d-%d", time.Now().Unix()%100000, i))
-		if err != nil {
-			failed++
-			fmt.Printf("FAIL %s (%.1fs): %s\n", rel, time.Since(start).Seconds(), render.OneLine(err))
-		} else {
-			passed++
-			fmt.Printf("PASS %s (%.1fs)\n", rel, time.Since(start).Seconds())
+	var filter *regexp.Regexp
+	if *only != "" {
+		if filter, err = regexp.Compile(*only); err != nil {
+			fatal(err)
 		}
 	}
-	fmt.Printf("conformance: %d passed, %d failed\n", passed, failed)
-	if failed > 0 || passed == 0 {
+	t := tally{skips: map[string]int{}}
+	for i, e := range entries {
+		if filter != nil && !filter.MatchString(e.name) {
+			continue
+		}
+		switch {
+		case e.fail != "":
+			t.failed++
+			fmt.Printf("FAIL %s: %s\n", e.name, e.fail)
+			continue
+		case e.skip != "":
+			t.skipped++
+			t.skips[strings.SplitN(e.skip, ":", 2)[0]]++
+			fmt.Printf("SKIP %s: %s\n", e.name, e.skip)
+			continue
+		}
+		start := time.Now()
+		err := runFile(context.Background(), c, e, fmt.Sprintf("conf-%d-%d", time.Now().Unix()%100000, i))
+		took := time.Since(start).Seconds()
+		switch {
+		case err != nil:
+			t.failed++
+			fmt.Printf("FAIL %s (%.1fs): %s\n", e.name, took, render.OneLine(err))
+		case e.expect.refused:
+			t.refused++
+			fmt.Printf("REFUSED %s (%.1fs): as expected, naming %q\n", e.name, took, e.expect.cause)
+		default:
+			t.passed++
+			fmt.Printf("PASS %s (%.1fs)\n", e.name, took)
+		}
+	}
+	if len(t.skips) > 0 {
+		var cats []string
+		for k, n := range t.skips {
+			cats = append(cats, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(cats)
+		fmt.Printf("skipped, by reason: %s\n", strings.Join(cats, ", "))
+	}
+	fmt.Printf("conformance: %d passed, %d refused as expected, %d skipped (listed), %d failed\n", t.passed, t.refused, t.skipped, t.failed)
+	if t.failed > 0 || t.passed+t.refused == 0 {
 		os.Exit(1)
 	}
+}
+
+// moduleEntries lists Tekton's examples from the pinned module with their marks. Flags
+// an example needs that the cluster's Tekton does not set make it a skip, as Tekton's
+// own e2e runs alpha examples only with alpha fields on.
+func moduleEntries(ctx context.Context, c clients) ([]entry, error) {
+	exdir, err := corpus.ExamplesDir()
+	if err != nil {
+		return nil, err
+	}
+	files, err := corpus.Files(exdir)
+	if err != nil {
+		return nil, err
+	}
+	list, err := corpus.Expectations()
+	if err != nil {
+		return nil, err
+	}
+	flags, err := clusterFeatureFlags(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defaults := map[string]string{"enable-api-fields": config.DefaultEnableAPIFields}
+	unlisted, stale := corpus.Coverage(files, list)
+	var out []entry
+	for _, f := range unlisted {
+		out = append(out, entry{name: f, fail: fmt.Sprintf("not marked in %s: mark it pass, refused or skip (with a reason)", corpus.ExpectationsFile)})
+	}
+	for _, f := range stale {
+		out = append(out, entry{name: f, fail: fmt.Sprintf("marked in %s but not in %s", corpus.ExpectationsFile, exdir)})
+	}
+	for _, f := range files {
+		e, ok := list[f]
+		if !ok {
+			continue
+		}
+		f := f
+		en := entry{name: f, load: func() ([]byte, error) { return corpus.Load(exdir, f) }}
+		switch e.Expect {
+		case corpus.Skip:
+			en.skip = fmt.Sprintf("%s: %s", e.Category, e.Reason)
+		case corpus.Refused:
+			en.expect = expectation{refused: true, cause: e.Cause}
+		default:
+			en.expect = expectation{results: e.Results}
+			if missing := e.FlagsMissing(flags, defaults); len(missing) > 0 {
+				en.skip = fmt.Sprintf("feature-flags: needs %s in %s/feature-flags", strings.Join(missing, ", "), *tektonNS)
+			}
+		}
+		out = append(out, en)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}
+
+// clusterFeatureFlags is the data of Tekton's feature-flags ConfigMap (none: defaults).
+func clusterFeatureFlags(ctx context.Context, c clients) (map[string]string, error) {
+	cm, err := c.kube.CoreV1().ConfigMaps(*tektonNS).Get(ctx, config.GetFeatureFlagsConfigName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Tekton's feature flags: %w", err)
+	}
+	return cm.Data, nil
+}
+
+// dirEntries lists every YAML file under root: those under unsupported/ must be
+// refused, the rest must pass.
+func dirEntries(root string) ([]entry, error) {
+	var out []entry
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		e := entry{name: rel, load: func() ([]byte, error) { return os.ReadFile(p) }, expect: expectation{results: dirResults[rel]}}
+		if strings.HasPrefix(rel, "unsupported/") {
+			e.expect = expectation{refused: true, cause: unsupportedR[filepath.Base(rel)]}
+		}
+		out = append(out, e)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, err
 }
 
 func fatal(err error) {
@@ -100,8 +254,9 @@ func fatal(err error) {
 	os.Exit(2)
 }
 
-func runFile(ctx context.Context, c clients, path, rel, ns string) error {
-	raw, err := os.ReadFile(path)
+func runFile(ctx context.Context, c clients, e entry, ns string) error {
+	rel := e.name
+	raw, err := e.load()
 	if err != nil {
 		return err
 	}
@@ -128,12 +283,15 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 	if err := waitForDefaultSA(ctx, c, ns); err != nil {
 		return err
 	}
+	unsupported := e.expect.refused
 	for _, d := range docs {
 		if err := apply(ctx, c, ns, d); err != nil {
+			if unsupported && e.expect.cause != "" && strings.Contains(err.Error(), e.expect.cause) {
+				return nil // refused already by the API server's admission (Tekton's webhook)
+			}
 			return fmt.Errorf("%s: %w", d.Source, err)
 		}
 	}
-	unsupported := strings.HasPrefix(rel, "unsupported/")
 	var created []*v1beta1.CustomRun
 	for _, r := range runs {
 		cr := r.CustomRun.DeepCopy()
@@ -164,14 +322,14 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 		cond := done.Status.GetCondition(apis.ConditionSucceeded)
 		switch {
 		case unsupported:
-			cause := unsupportedR[filepath.Base(rel)]
+			cause := e.expect.cause
 			if !cond.IsFalse() || (cause != "" && !strings.Contains(cond.Message, cause)) {
 				problems = append(problems, fmt.Sprintf("run %d (%s): want a fast failure naming %q, got %s/%s %q after %s", i+1, cr.Name, cause, cond.Status, cond.Reason, cond.Message, took.Round(time.Millisecond)))
 			}
 		case !cond.IsTrue():
 			problems = append(problems, fmt.Sprintf("run %d (%s): %s %s: %s%s", i+1, cr.Name, cond.Status, cond.Reason, cond.Message, failedTasks(ctx, c, ns, cr.Name)))
 		default:
-			if err := checkExpectations(rel, done); err != nil {
+			if err := checkResults(e.expect.results, done); err != nil {
 				problems = append(problems, fmt.Sprintf("run %d (%s): %v", i+1, cr.Name, err))
 			}
 		}
@@ -258,14 +416,14 @@ func failedTasks(ctx context.Context, c clients, ns, cr string) string {
 	return b.String()
 }
 
-// The values expectations.tsv asks a judge to check, where the example only echoes them.
-var expectedResults = map[string]map[string]string{
+// dirResults are the results a -dir corpus laid out as open/examples/v1/... must show,
+// for examples that only echo their values (the module corpus lists its own).
+var dirResults = map[string]map[string]string{
 	"open/examples/v1/pipelineruns/pipelinerun-results.yaml":            {"sum": "22", "partial-sum": "12", "all-sum": "22-12"},
 	"open/examples/v1/pipelineruns/pipelinerun-with-final-results.yaml": {"task-result": "2", "finally-result": "484"},
 }
 
-func checkExpectations(rel string, cr *v1beta1.CustomRun) error {
-	want := expectedResults[rel]
+func checkResults(want map[string]string, cr *v1beta1.CustomRun) error {
 	got := map[string]string{}
 	for _, r := range cr.Status.Results {
 		got[r.Name] = r.Value

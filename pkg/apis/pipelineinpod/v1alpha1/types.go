@@ -14,7 +14,7 @@ import (
 )
 
 const (
-	// APIVersion and Kind select this controller in a taskRef/customRef/customSpec (DESIGN.md: fixed).
+	// APIVersion and Kind select this controller in a taskRef/customRef/customSpec (docs/design.md: fixed contracts).
 	APIVersion = "tekton.dev/v1alpha1"
 	Kind       = "PipelineInPod"
 
@@ -23,7 +23,7 @@ const (
 
 	// TaskRunManagedBy is the spec.managedBy of every child TaskRun: Tekton's TaskRun
 	// controller leaves TaskRuns managed by another controller alone, so it neither
-	// re-marks them pending (DESIGN.md hazard 1) nor stops sidecars in the shared pod
+	// re-marks them pending (docs/design.md hazard 1) nor stops sidecars in the shared pod
 	// (hazard 2) nor retries them.
 	TaskRunManagedBy = "pipelineinpod.tekton.dev/controller"
 )
