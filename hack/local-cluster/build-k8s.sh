@@ -58,4 +58,4 @@ pkgs=(); for c in $CMDS; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
 (cd "$W" && gobuild -ldflags "$LDFLAGS" -o "$BIN/" "${pkgs[@]}")
 echo "$STAMP" > "$BIN/.k8s.stamp"
 log "built k8s binaries in $(since "$t")s"
-"$BIN/kubectl" version --client 2>/dev/null | head -1 >&2
+"$BIN/kubectl" version --client 2>/dev/null | sed -n 1p >&2
