@@ -12,7 +12,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -21,16 +20,9 @@ import (
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
-	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler/stages"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
-	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	tektonfiltered "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered"
-	resolutionclient "github.com/tektoncd/pipeline/pkg/client/resolution/injection/client"
-	resolutioninformer "github.com/tektoncd/pipeline/pkg/client/resolution/injection/informers/resolution/v1beta1/resolutionrequest"
-	"github.com/tektoncd/pipeline/pkg/pod"
-	remoteresource "github.com/tektoncd/pipeline/pkg/remoteresolution/resource"
 	corev1 "k8s.io/api/core/v1"
-	kubeclient "knative.dev/pkg/client/injection/kube/client"
 	kubefiltered "knative.dev/pkg/client/injection/kube/informers/factory/filtered"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/injection"
@@ -45,18 +37,14 @@ func stringFlag(p *string, name, env, usage string) {
 }
 
 func main() {
-	var (
-		entrypointImage string
-		images          pipeline.Images
-		opts            = reconciler.Options{Bounds: observe.DefaultBounds, RequeueInterval: reconciler.DefaultRequeueInterval}
-	)
-	stringFlag(&entrypointImage, "pip-entrypoint-image", "PIP_ENTRYPOINT_IMAGE", "this project's entrypoint image (cmd/entrypoint), run in every pod")
-	stringFlag(&images.EntrypointImage, "entrypoint-image", "TEKTON_ENTRYPOINT_IMAGE", "Tekton's entrypoint image (unused: the build puts ours in its place)")
-	stringFlag(&images.NopImage, "nop-image", "TEKTON_NOP_IMAGE", "Tekton's nop image (unused: nothing is stopped with it)")
-	stringFlag(&images.SidecarLogResultsImage, "sidecarlogresults-image", "TEKTON_SIDECARLOGRESULTS_IMAGE", "Tekton's sidecarlogresults image")
-	stringFlag(&images.WorkingDirInitImage, "workingdirinit-image", "TEKTON_WORKINGDIRINIT_IMAGE", "Tekton's working dir initializer image")
-	stringFlag(&images.ShellImage, "shell-image", "TEKTON_SHELL_IMAGE", "an image with a POSIX shell, for Tekton's place-scripts init container")
-	stringFlag(&images.ShellImageWin, "shell-image-win", "TEKTON_SHELL_IMAGE_WIN", "an image with PowerShell, for Windows scripts")
+	opts := reconciler.Options{Bounds: observe.DefaultBounds, RequeueInterval: reconciler.DefaultRequeueInterval}
+	stringFlag(&opts.EntrypointImage, "pip-entrypoint-image", "PIP_ENTRYPOINT_IMAGE", "this project's entrypoint image (cmd/entrypoint), run in every pod")
+	stringFlag(&opts.Images.EntrypointImage, "entrypoint-image", "TEKTON_ENTRYPOINT_IMAGE", "Tekton's entrypoint image (unused: the assembler puts ours in its place)")
+	stringFlag(&opts.Images.NopImage, "nop-image", "TEKTON_NOP_IMAGE", "Tekton's nop image (unused: nothing is stopped with it)")
+	stringFlag(&opts.Images.SidecarLogResultsImage, "sidecarlogresults-image", "TEKTON_SIDECARLOGRESULTS_IMAGE", "Tekton's sidecarlogresults image")
+	stringFlag(&opts.Images.WorkingDirInitImage, "workingdirinit-image", "TEKTON_WORKINGDIRINIT_IMAGE", "Tekton's working dir initializer image")
+	stringFlag(&opts.Images.ShellImage, "shell-image", "TEKTON_SHELL_IMAGE", "an image with a POSIX shell, for Tekton's place-scripts init container")
+	stringFlag(&opts.Images.ShellImageWin, "shell-image-win", "TEKTON_SHELL_IMAGE_WIN", "an image with PowerShell, for Windows scripts")
 	flag.DurationVar(&opts.Bounds.Unschedulable, "unschedulable-timeout", opts.Bounds.Unschedulable, "how long a run's pod may stay unschedulable before the run fails")
 	flag.DurationVar(&opts.Bounds.ImagePullBackOff, "image-pull-backoff-timeout", opts.Bounds.ImagePullBackOff, "how long a container may stay in ImagePullBackOff before the run fails (0: at once, as Tekton's default)")
 	flag.DurationVar(&opts.Bounds.StepExit, "step-exit-grace", opts.Bounds.StepExit, "how long a step container may be gone before its step's outcome is reported, before the task fails")
@@ -67,7 +55,7 @@ func main() {
 
 	// Parses the flags, -kubeconfig and -server included.
 	cfg := injection.ParseAndGetRESTConfigOrDie()
-	if err := validateImages(entrypointImage, images); err != nil {
+	if err := validateImages(opts.EntrypointImage, opts.Images); err != nil {
 		log.Fatal(err)
 	}
 
@@ -79,22 +67,6 @@ func main() {
 	// the selector before they start.
 	ctx = kubefiltered.WithSelectors(ctx, reconciler.ManagedBySelector)
 	ctx = tektonfiltered.WithSelectors(ctx, reconciler.ManagedBySelector)
-
-	opts.NewPreparer = func(ctx context.Context) (reconciler.Preparer, error) {
-		kc := kubeclient.Get(ctx)
-		cache, err := pod.NewEntrypointCache(kc)
-		if err != nil {
-			return nil, err
-		}
-		return &stages.Stages{
-			Images:          images,
-			EntrypointImage: entrypointImage,
-			KubeClient:      kc,
-			PipelineClient:  pipelineclient.Get(ctx),
-			Requester:       remoteresource.NewCRDRequester(resolutionclient.Get(ctx), resolutioninformer.Get(ctx).Lister()),
-			EntrypointCache: cache,
-		}, nil
-	}
 	sharedmain.MainWithConfig(ctx, reconciler.ControllerName, cfg, reconciler.NewController(opts))
 }
 

@@ -68,6 +68,7 @@ type Options struct {
 	Resolver resolve.Resolver
 	// TaskRunUIDs holds the UIDs of child TaskRuns already created, for $(context.taskRun.uid).
 	TaskRunUIDs map[string]types.UID
+	Attempt     int // the CustomRun retry this pod runs (0 = first); names the pod
 }
 
 // Output is everything a CustomRun's attempt creates.
@@ -76,15 +77,6 @@ type Output struct {
 	TaskRuns []*v1.TaskRun
 	PVCs     []*corev1.PersistentVolumeClaim
 	Plan     *plan.Plan
-}
-
-// PodName is the pod of a CustomRun's attempt; deterministic, so a re-reconcile or a
-// restarted controller finds the pod instead of making a second one.
-func PodName(crName string, attempt int) string {
-	if attempt == 0 {
-		return kmeta.ChildName(crName, "-pod")
-	}
-	return kmeta.ChildName(crName, fmt.Sprintf("-pod-retry%d", attempt))
 }
 
 // Pod makes the pod, child TaskRuns and PVCs of one attempt of a compiled run.
@@ -134,7 +126,7 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 	if len(encoded) > MaxPlanBytes {
 		return nil, fmt.Errorf("spec.pipelineSpec: the pipeline's plan takes %d bytes, over the %d a pod annotation can carry; split the Pipeline", len(encoded), MaxPlanBytes)
 	}
-	p, err := m.pod(c, encoded, len(cr.Status.RetriesStatus))
+	p, err := m.pod(c, encoded, opts.Attempt)
 	if err != nil {
 		return nil, err
 	}

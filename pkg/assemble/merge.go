@@ -227,7 +227,7 @@ func (m *merger) pod(c *compile.Compiled, encodedPlan string, attempt int) (*cor
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      PodName(cr.Name, attempt),
+			Name:      plan.PodName(cr.Name, attempt),
 			Namespace: cr.Namespace,
 			Labels: map[string]string{
 				"tekton.dev/customRun":         cr.Name,

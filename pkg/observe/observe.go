@@ -89,9 +89,6 @@ type Ending struct {
 	StartedMessage string
 	TaskReason     v1.TaskRunReason
 	TaskMessage    string
-	// DeletePod tells the controller to delete the attempt's pod (once the ending is
-	// stored): nothing of it needs to run any more.
-	DeletePod bool
 }
 
 // Input is one observation of one attempt.

@@ -2,20 +2,23 @@ package reconciler
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	filteredtaskruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/taskrun/filtered"
 	customruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1beta1/customrun"
 	customrunreconciler "github.com/tektoncd/pipeline/pkg/client/injection/reconciler/pipeline/v1beta1/customrun"
+	resolutionclient "github.com/tektoncd/pipeline/pkg/client/resolution/injection/client"
 	resolutioninformer "github.com/tektoncd/pipeline/pkg/client/resolution/injection/informers/resolution/v1beta1/resolutionrequest"
+	"github.com/tektoncd/pipeline/pkg/pod"
+	remoteresource "github.com/tektoncd/pipeline/pkg/remoteresolution/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	kubeclient "knative.dev/pkg/client/injection/kube/client"
@@ -37,9 +40,10 @@ const ControllerName = "pipelineinpod-controller"
 
 // Options configure the controller.
 type Options struct {
-	// NewPreparer builds the stages (it needs the injection context for its clients and
-	// the ResolutionRequest lister).
-	NewPreparer     func(ctx context.Context) (Preparer, error)
+	// Images are Tekton's images the pods use (shell, working-dir initializer).
+	Images pipeline.Images
+	// EntrypointImage is this project's entrypoint image (cmd/entrypoint), run in every pod.
+	EntrypointImage string
 	Bounds          observe.Bounds
 	RequeueInterval time.Duration
 }
@@ -54,64 +58,80 @@ func isOurs(obj any) bool {
 // NewController returns the constructor sharedmain runs.
 func NewController(opts Options) func(context.Context, configmap.Watcher) *controller.Impl {
 	return func(ctx context.Context, _ configmap.Watcher) *controller.Impl {
-		logger := logging.FromContext(ctx)
-		podInformer := filteredpodinformer.Get(ctx, ManagedBySelector)
-		taskRunInformer := filteredtaskruninformer.Get(ctx, ManagedBySelector)
-		customRunInformer := customruninformer.Get(ctx)
-		resolutionInformer := resolutioninformer.Get(ctx)
-
-		preparer, err := opts.NewPreparer(ctx)
-		if err != nil {
-			logger.Fatalw("Cannot set up the resolve/compile/build stages", "error", err)
-		}
-		r := &Reconciler{
-			KubeClient:      kubeclient.Get(ctx),
-			PipelineClient:  pipelineclient.Get(ctx),
-			PodLister:       podInformer.Lister(),
-			TaskRunLister:   taskRunInformer.Lister(),
-			CustomRunLister: customRunInformer.Lister(),
-			Preparer:        preparer,
-			Reports:         PodLogReports{KubeClient: kubeclient.Get(ctx)},
-			Clock:           clock.RealClock{},
-			Bounds:          opts.Bounds,
-			RequeueInterval: opts.RequeueInterval,
-		}
-		impl := customrunreconciler.NewImpl(ctx, r, func(*controller.Impl) controller.Options {
+		impl := customrunreconciler.NewImpl(ctx, newReconciler(ctx, opts), func(*controller.Impl) controller.Options {
 			return controller.Options{AgentName: ControllerName, PromoteFilterFunc: isOurs}
 		})
+		watch(ctx, impl)
+		return impl
+	}
+}
 
-		must := func(_ cache.ResourceEventHandlerRegistration, err error) {
-			if err != nil {
-				logger.Panicf("Couldn't register an informer event handler: %v", err)
-			}
+// newReconciler builds the Reconciler from the injection context, its Preparer the real
+// stages.
+func newReconciler(ctx context.Context, opts Options) *Reconciler {
+	kc, pc := kubeclient.Get(ctx), pipelineclient.Get(ctx)
+	entrypoints, err := pod.NewEntrypointCache(kc)
+	if err != nil {
+		logging.FromContext(ctx).Fatalw("Cannot make the image entrypoint cache", "error", err)
+	}
+	return &Reconciler{
+		KubeClient:      kc,
+		PipelineClient:  pc,
+		PodLister:       filteredpodinformer.Get(ctx, ManagedBySelector).Lister(),
+		TaskRunLister:   filteredtaskruninformer.Get(ctx, ManagedBySelector).Lister(),
+		CustomRunLister: customruninformer.Get(ctx).Lister(),
+		Preparer: &prepare.Stages{
+			Images:          opts.Images,
+			EntrypointImage: opts.EntrypointImage,
+			KubeClient:      kc,
+			PipelineClient:  pc,
+			Requester:       remoteresource.NewCRDRequester(resolutionclient.Get(ctx), resolutioninformer.Get(ctx).Lister()),
+			EntrypointCache: entrypoints,
+		},
+		Reports:         PodLogReports{KubeClient: kc},
+		Clock:           clock.RealClock{},
+		Bounds:          opts.Bounds,
+		RequeueInterval: opts.RequeueInterval,
+	}
+}
+
+// watch enqueues a CustomRun of ours when it or anything it waits on changes.
+func watch(ctx context.Context, impl *controller.Impl) {
+	must := func(_ cache.ResourceEventHandlerRegistration, err error) {
+		if err != nil {
+			logging.FromContext(ctx).Panicf("Couldn't register an informer event handler: %v", err)
 		}
-		must(customRunInformer.Informer().AddEventHandler(cache.FilteringResourceEventHandler{
-			FilterFunc: isOurs,
-			Handler:    controller.HandleAll(impl.Enqueue),
+	}
+	podInformer := filteredpodinformer.Get(ctx, ManagedBySelector)
+	taskRunInformer := filteredtaskruninformer.Get(ctx, ManagedBySelector)
+	resolutionInformer := resolutioninformer.Get(ctx)
+	must(customruninformer.Get(ctx).Informer().AddEventHandler(cache.FilteringResourceEventHandler{
+		FilterFunc: isOurs,
+		Handler:    controller.HandleAll(impl.Enqueue),
+	}))
+	// Pod status changes (containers starting, failing, ending), TaskRun changes (a stale
+	// write to undo) and finished ResolutionRequests for Pipelines and Tasks (which
+	// resolve makes the CustomRun own) concern the CustomRun that owns them.
+	ownedByCustomRun := controller.FilterController(&v1beta1.CustomRun{})
+	for _, inf := range []cache.SharedIndexInformer{podInformer.Informer(), taskRunInformer.Informer(), resolutionInformer.Informer()} {
+		must(inf.AddEventHandler(cache.FilteringResourceEventHandler{
+			FilterFunc: ownedByCustomRun,
+			Handler:    controller.HandleAll(impl.EnqueueControllerOf),
 		}))
-		// Pod status changes (containers starting, failing, ending), TaskRun changes (a
-		// stale write to undo) and finished ResolutionRequests all concern the CustomRun
-		// that owns them.
-		ownedByCustomRun := controller.FilterController(&v1beta1.CustomRun{})
-		for _, inf := range []cache.SharedIndexInformer{podInformer.Informer(), taskRunInformer.Informer()} {
-			must(inf.AddEventHandler(cache.FilteringResourceEventHandler{
-				FilterFunc: ownedByCustomRun,
-				Handler:    controller.HandleAll(impl.EnqueueControllerOf),
-			}))
-		}
-		// Tekton's resolution functions take a PipelineRun as the ResolutionRequest's
-		// owner; resolve hands them the CustomRun seen as a PipelineRun (same name), so
-		// the owner's name, whatever its kind, is the key to reconcile. A key that is no
-		// CustomRun of ours is a no-op.
-		must(resolutionInformer.Informer().AddEventHandler(controller.HandleAll(func(obj any) {
+	}
+	// Tekton makes the child TaskRun own the ResolutionRequest of a StepAction: its
+	// CustomRun is the TaskRun's owner.
+	taskRuns := taskRunInformer.Lister()
+	must(resolutionInformer.Informer().AddEventHandler(cache.FilteringResourceEventHandler{
+		FilterFunc: controller.FilterController(&v1.TaskRun{}),
+		Handler: controller.HandleAll(func(obj any) {
 			m, err := kmeta.DeletionHandlingAccessor(obj)
 			if err != nil {
 				return
 			}
-			if owner := metav1.GetControllerOf(m); owner != nil && strings.HasPrefix(owner.APIVersion, "tekton.dev/") {
-				impl.EnqueueKey(types.NamespacedName{Namespace: m.GetNamespace(), Name: owner.Name})
+			if tr, err := taskRuns.TaskRuns(m.GetNamespace()).Get(metav1.GetControllerOf(m).Name); err == nil {
+				impl.EnqueueControllerOf(tr)
 			}
-		})))
-		return impl
-	}
+		}),
+	}))
 }

@@ -10,8 +10,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	customrunreconciler "github.com/tektoncd/pipeline/pkg/client/injection/reconciler/pipeline/v1beta1/customrun"
@@ -253,7 +255,7 @@ func TestTaskRunStatusConflict(t *testing.T) {
 func TestTaskRunsTektonStillReconciles(t *testing.T) {
 	h := newHarness(t, newCustomRun("run"), taskA, taskB)
 	tekton := "tekton.dev/pipeline"
-	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
 		p, err := h.prep.Prepare(ctx, cr)
 		for _, tr := range p.TaskRuns {
 			tr.Spec.ManagedBy = &tekton
@@ -300,9 +302,9 @@ func withContainer(p *corev1.Pod, name string) *corev1.Pod {
 	return p
 }
 
-type preparerFunc func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error)
+type preparerFunc func(ctx context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error)
 
-func (f preparerFunc) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+func (f preparerFunc) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
 	return f(ctx, cr)
 }
 
@@ -474,13 +476,13 @@ func equalStatus(a, b v1.TaskRunStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
-// The build fails for good after the TaskRuns exist: they end too, naming no pod.
-func TestBuildFailsAfterTaskRuns(t *testing.T) {
+// Assembling fails for good after the TaskRuns exist: they end too, naming no pod.
+func TestAssembleFailsAfterTaskRuns(t *testing.T) {
 	h := newHarness(t, newCustomRun("run"), taskA, taskB)
-	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
 		p, err := h.prep.Prepare(ctx, cr)
-		p.Build = func(context.Context, map[string]types.UID) (*Built, error) {
-			return nil, &PermanentError{Reason: ReasonValidationFailed, Err: errors.New("spec.pipelineSpec: the one pod for 2 tasks would be 2000000 bytes")}
+		p.Assemble = func(context.Context, int, map[string]types.UID) (*assemble.Output, error) {
+			return nil, &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: errors.New("spec.pipelineSpec: the one pod for 2 tasks would be 2000000 bytes")}
 		}
 		return p, err
 	})
@@ -522,7 +524,7 @@ func TestCancelWithUnreadableLog(t *testing.T) {
 // TaskRun; the CustomRun lists and counts it, as a PipelineRun's skippedTasks.
 func TestSkippedBeforeRunning(t *testing.T) {
 	h := newHarness(t, newCustomRun("run"), taskA)
-	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+	h.r.Preparer = preparerFunc(func(ctx context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
 		p, err := h.prep.Prepare(ctx, cr)
 		p.Skipped = []v1.SkippedTask{{Name: "empty-matrix", Reason: v1.EmptyArrayInMatrixParams}}
 		return p, err

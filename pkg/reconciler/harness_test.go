@@ -4,15 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	"knative.dev/pkg/apis"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/kmeta"
@@ -75,7 +77,8 @@ func newCustomRun(name string) *v1beta1.CustomRun {
 	}
 }
 
-// fakePreparer plays the resolve/compile/build stages.
+// fakePreparer plays pkg/prepare's stages: what it makes carries the metadata compile and
+// assemble give, since the reconciler writes none of its own.
 type fakePreparer struct {
 	tasks   []taskDef
 	results []v1.PipelineResult
@@ -83,12 +86,12 @@ type fakePreparer struct {
 	calls   int
 }
 
-func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
+func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
 	f.calls++
 	if f.err != nil {
 		return nil, f.err
 	}
-	p := &Prepared{PipelineName: "pipeline", Results: f.results}
+	p := &prepare.Prepared{PipelineName: "pipeline", Results: f.results}
 	var pl plan.Plan
 	for _, d := range f.tasks {
 		tr := &v1.TaskRun{
@@ -102,7 +105,7 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*Prepa
 				},
 				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
 			},
-			Spec: v1.TaskRunSpec{Status: v1.TaskRunSpecStatusPending, TaskSpec: &v1.TaskSpec{}},
+			Spec: v1.TaskRunSpec{Status: v1.TaskRunSpecStatusPending, TaskSpec: &v1.TaskSpec{}, ManagedBy: ptr.To(v1alpha1.TaskRunManagedBy)},
 		}
 		pt := plan.Task{Key: d.key(), PipelineTask: d.name, TaskRun: tr.Name, Finally: d.finally}
 		for i := 0; i < d.steps; i++ {
@@ -122,12 +125,11 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*Prepa
 		p.TaskRuns = append(p.TaskRuns, tr)
 		pl.Tasks = append(pl.Tasks, pt)
 	}
-	attempt := len(cr.Status.RetriesStatus)
-	p.Build = func(context.Context, map[string]types.UID) (*Built, error) {
+	p.Assemble = func(_ context.Context, runAttempt int, _ map[string]types.UID) (*assemble.Output, error) {
 		encoded, _ := pl.Encode()
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
-				Name: assemble.PodName(cr.Name, attempt), Namespace: ns,
+				Name: plan.PodName(cr.Name, runAttempt), Namespace: ns,
 				Labels:          map[string]string{pipeline.CustomRunKey: cr.Name, v1.ManagedByLabelKey: v1alpha1.ManagedBy},
 				Annotations:     map[string]string{plan.AnnotationPlan: encoded},
 				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
@@ -144,7 +146,7 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*Prepa
 		if !sidecars {
 			pod.Annotations[readyAnnotation] = readyAnnotationValue
 		}
-		return &Built{Pod: pod, Plan: &pl}, nil
+		return &assemble.Output{Pod: pod, TaskRuns: p.TaskRuns, Plan: &pl}, nil
 	}
 	return p, nil
 }
@@ -281,7 +283,7 @@ func (h *harness) taskRun(key string) *v1.TaskRun {
 }
 
 func (h *harness) pod(attempt int) *corev1.Pod {
-	p, err := h.kube.CoreV1().Pods(ns).Get(h.ctx, assemble.PodName(h.crName, attempt), metav1.GetOptions{})
+	p, err := h.kube.CoreV1().Pods(ns).Get(h.ctx, plan.PodName(h.crName, attempt), metav1.GetOptions{})
 	if err != nil {
 		return nil
 	}
@@ -313,7 +315,7 @@ func running(p *corev1.Pod) {
 }
 
 func (h *harness) report(attempt int, done bool, states ...plan.TaskState) {
-	name := assemble.PodName(h.crName, attempt)
+	name := plan.PodName(h.crName, attempt)
 	if h.reports.states[name] == nil {
 		h.reports.states[name] = map[string]plan.TaskState{}
 	}

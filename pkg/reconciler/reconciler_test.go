@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
@@ -516,13 +517,13 @@ func TestPrepareFailures(t *testing.T) {
 		err                 error
 		requeue             bool
 	}{{
-		name: "validation", err: &PermanentError{Reason: ReasonValidationFailed, Err: errors.New("spec.pipelineSpec.tasks[1].matrix: fans out over a result")},
+		name: "validation", err: &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: errors.New("spec.pipelineSpec.tasks[1].matrix: fans out over a result")},
 		want: "False/ValidationFailed", message: "spec.pipelineSpec.tasks[1].matrix: fans out over a result",
 	}, {
-		name: "resolution", err: &PermanentError{Reason: ReasonResolutionFailed, Err: errors.New(`spec.customRef: resolving Pipeline "p": not found`)},
+		name: "resolution", err: &prepare.Failure{Reason: prepare.ReasonResolutionFailed, Err: errors.New(`spec.customRef: resolving Pipeline "p": not found`)},
 		want: "False/ResolutionFailed", message: `spec.customRef: resolving Pipeline "p": not found`,
 	}, {
-		name: "remote resolution in progress", err: fmt.Errorf("%w: waiting", ErrInProgress),
+		name: "remote resolution in progress", err: fmt.Errorf("%w: waiting", prepare.ErrInProgress),
 		want: "Unknown/ResolvingPipelineRef", requeue: true,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,7 @@
-// Package render runs the resolve → compile → build stages offline, over YAML files
-// instead of an API server: what `pipelineinpod render` prints, and what the golden and
-// conformance tests check. Resolution still goes through Tekton's own functions, backed
-// by fake clientsets holding the files' objects.
+// Package render runs the controller's preparation (pkg/prepare: resolve → compile →
+// assemble) offline, over YAML files instead of an API server: what `pipelineinpod
+// render` prints, and what the golden and conformance tests check. Resolution still goes
+// through Tekton's own functions, backed by fake clientsets holding the files' objects.
 package render
 
 import (
@@ -17,8 +17,7 @@ import (
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
-	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
-	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	tektonv1alpha1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1alpha1"
@@ -197,12 +196,8 @@ func DefaultOptions() Options {
 	}
 }
 
-// Render resolves, compiles and builds every run of the documents.
+// Render prepares every run of the documents, as the first attempt of each.
 func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error) {
-	ctx, err := v1alpha1.WithTektonConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
 	runs, err := Runs(docs)
 	if err != nil {
 		return nil, err
@@ -234,11 +229,17 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 			}
 		}
 	}
-	tc := tektonfake.NewSimpleClientset(tekton...)
-	kc := k8sfake.NewSimpleClientset(kube...)
+	// No ResolutionRequests and no registry offline: `resolver:` refs and steps without a
+	// command fail, naming the field.
+	stages := &prepare.Stages{
+		Images:          opts.Images,
+		EntrypointImage: opts.EntrypointImage,
+		KubeClient:      k8sfake.NewSimpleClientset(kube...),
+		PipelineClient:  tektonfake.NewSimpleClientset(tekton...),
+	}
 	var results []Result
 	for _, r := range runs {
-		out, err := One(ctx, opts, resolve.NewClientResolver(kc, tc, nil, r.CustomRun), kc, r.CustomRun)
+		out, err := renderRun(ctx, stages, r.CustomRun)
 		if err != nil {
 			err = fmt.Errorf("%s: %s %s: %w", r.Source, r.Kind, r.Name, err)
 		}
@@ -247,22 +248,14 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 	return results, nil
 }
 
-// One runs the three stages for one CustomRun.
-func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Clientset, cr *v1beta1.CustomRun) (*assemble.Output, error) {
-	resolved, err := resolve.Resolve(ctx, res, cr)
+// renderRun prepares the first attempt of one run, the way the controller does but for
+// the TaskRuns' UIDs, which only the API server gives.
+func renderRun(ctx context.Context, stages *prepare.Stages, cr *v1beta1.CustomRun) (*assemble.Output, error) {
+	prepared, err := stages.Prepare(ctx, cr)
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := compile.Compile(ctx, cr, resolved)
-	if err != nil {
-		return nil, err
-	}
-	return assemble.Pod(ctx, assemble.Options{
-		Images:          opts.Images,
-		EntrypointImage: opts.EntrypointImage,
-		KubeClient:      kc,
-		Resolver:        res,
-	}, compiled)
+	return prepared.Assemble(ctx, 0, nil)
 }
 
 // WriteYAML prints an Output as YAML documents: PVCs, child TaskRuns, then the Pod.

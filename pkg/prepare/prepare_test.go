@@ -1,29 +1,27 @@
-package stages
+package prepare
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
-	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
+	resolutioncommon "github.com/tektoncd/pipeline/pkg/resolution/common"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 )
 
-// The reconciler finds an attempt's pod by name without running the stages; it must use
-// the name build gives the pod.
-
-// The stages behind the Preparer, on an inline Pipeline: TaskRuns first, then the pod
-// built with their UIDs, named as the reconciler expects.
+// The stages on an inline Pipeline: TaskRuns first, then the pod assembled with their
+// UIDs, named for the run attempt as the controller looks it up.
 func TestPrepareInlinePipeline(t *testing.T) {
 	pr := &v1.PipelineRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "ns"},
@@ -63,11 +61,11 @@ func TestPrepareInlinePipeline(t *testing.T) {
 	for _, tr := range p.TaskRuns {
 		uids[tr.Name] = types.UID("uid-" + tr.Name)
 	}
-	b, err := p.Build(ctx, uids)
+	b, err := p.Assemble(ctx, 1, uids)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Pod.Name != assemble.PodName(cr.Name, 0) || len(b.Plan.Tasks) != 3 {
+	if b.Pod.Name != plan.PodName(cr.Name, 1) || len(b.Plan.Tasks) != 3 {
 		t.Errorf("pod %q, %d plan tasks", b.Pod.Name, len(b.Plan.Tasks))
 	}
 }
@@ -80,8 +78,20 @@ func TestPrepareFailsForGood(t *testing.T) {
 	}
 	s := &Stages{KubeClient: k8sfake.NewSimpleClientset(), PipelineClient: tektonfake.NewSimpleClientset()}
 	_, err := s.Prepare(context.Background(), cr)
-	var pe *reconciler.PermanentError
-	if !errors.As(err, &pe) || pe.Reason != reconciler.ReasonResolutionFailed || !strings.Contains(err.Error(), "spec.customRef") {
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != ReasonResolutionFailed || !strings.Contains(err.Error(), "spec.customRef") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A remote resolution still running is "not yet"; any other stage error fails the run
+// with the stage's reason.
+func TestClassify(t *testing.T) {
+	if err := classify(ReasonResolutionFailed, fmt.Errorf("resolving: %w", resolutioncommon.ErrRequestInProgress)); !errors.Is(err, ErrInProgress) {
+		t.Errorf("in progress: err = %#v", err)
+	}
+	var f *Failure
+	if err := classify(ReasonValidationFailed, errors.New("spec.steps[0].ref: not found")); !errors.As(err, &f) || f.Reason != ReasonValidationFailed || errors.Is(err, ErrInProgress) {
+		t.Errorf("failure: err = %#v", err)
 	}
 }

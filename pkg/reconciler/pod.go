@@ -1,0 +1,212 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	podconvert "github.com/tektoncd/pipeline/pkg/pod"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"knative.dev/pkg/apis"
+	"knative.dev/pkg/logging"
+)
+
+// getPod reads a pod from the informer, and from the API server when the informer does
+// not have it: a pod created a moment ago may not be in the cache yet, and taking it for
+// deleted would end the run.
+func (r *Reconciler) getPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	if p, err := r.PodLister.Pods(ns).Get(name); err == nil {
+		return p, nil
+	}
+	p, err := r.KubeClient.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return p, err
+}
+
+// AnnotationRun is the pod annotation holding what observing the run needs besides the
+// Plan. The pod is the one object that lives exactly as long as the run attempt, and it
+// is written once, so the controller never has to resolve and compile the run again to
+// observe it (or after a restart).
+const AnnotationRun = "pipelineinpod.tekton.dev/run"
+
+type runRecord struct {
+	PipelineName string              `json:"pipelineName,omitempty"`
+	Results      []v1.PipelineResult `json:"results,omitempty"`
+	Skipped      []v1.SkippedTask    `json:"skipped,omitempty"`
+	Matrixed     []string            `json:"matrixed,omitempty"`
+}
+
+func (r runRecord) matrixed() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range r.Matrixed {
+		m[n] = true
+	}
+	return m
+}
+
+func (r runRecord) encode() (string, error) {
+	b, err := json.Marshal(r)
+	return string(b), err
+}
+
+// readPlan takes the attempt's tasks and run record from its pod. A pod whose plan
+// cannot be read cannot be observed: the run fails.
+func (a *runAttempt) readPlan() error {
+	p, rec, err := planOf(a.pod)
+	if err != nil {
+		return &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: err}
+	}
+	a.tasks, a.record = p.Tasks, rec
+	return nil
+}
+
+// planOf reads the Plan and run record back from the attempt's pod.
+func planOf(pod *corev1.Pod) (*plan.Plan, runRecord, error) {
+	var rec runRecord
+	raw, ok := pod.Annotations[plan.AnnotationPlan]
+	if !ok {
+		return nil, rec, fmt.Errorf("pod %q has no %s annotation", pod.Name, plan.AnnotationPlan)
+	}
+	p, err := plan.Decode([]byte(raw))
+	if err != nil {
+		return nil, rec, fmt.Errorf("pod %q: %w", pod.Name, err)
+	}
+	if s := pod.Annotations[AnnotationRun]; s != "" {
+		if err := json.Unmarshal([]byte(s), &rec); err != nil {
+			return nil, rec, fmt.Errorf("pod %q: decoding %s: %w", pod.Name, AnnotationRun, err)
+		}
+	}
+	return p, rec, nil
+}
+
+// PodLogReports reads the reporter container's log through the pods/log API: the one
+// channel that carries results of any size (termination messages are capped at 12 KiB
+// per pod, hazard 3).
+type PodLogReports struct {
+	KubeClient kubernetes.Interface
+}
+
+var _ ReportReader = PodLogReports{}
+
+// Read implements ReportReader.
+func (p PodLogReports) Read(ctx context.Context, pod *corev1.Pod) (map[string]plan.TaskState, bool, error) {
+	req := p.KubeClient.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: plan.ReporterContainer})
+	rc, err := req.Stream(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the log of %s/%s container %s: %w", pod.Namespace, pod.Name, plan.ReporterContainer, err)
+	}
+	defer rc.Close()
+	return plan.ReadReport(rc)
+}
+
+// reporterStarted tells whether the reporter container has a log to read.
+func reporterStarted(pod *corev1.Pod) bool {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == plan.ReporterContainer {
+			return cs.State.Running != nil || cs.State.Terminated != nil
+		}
+	}
+	return false
+}
+
+// readReport reads the reporter's log once it has one. A pod that is still running and
+// whose log cannot be read is looked at again later rather than observed without its
+// report (which would look like tasks that never ran); a pod that has ended is observed
+// with whatever can be read.
+func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[string]plan.TaskState, bool, error) {
+	if pod == nil || !reporterStarted(pod) || r.Reports == nil {
+		return nil, false, nil
+	}
+	states, done, err := r.Reports.Read(ctx, pod)
+	if err != nil {
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return states, done, nil
+}
+
+// readyAnnotation is Tekton's: the first step of a task with sidecars waits for the
+// downward-API file it projects (/tekton/downward/ready).
+const (
+	readyAnnotation      = "tekton.dev/ready"
+	readyAnnotationValue = "READY"
+)
+
+// markReady sets Tekton's ready annotation once the pod's sidecars run: the first step of
+// each task with sidecars waits for it. Our sidecar containers are "step-" prefixed
+// (hazard 2), so Tekton's SidecarsReady, which skips those, only covers injected ones;
+// the plan's sidecars are checked here.
+func (r *Reconciler) markReady(ctx context.Context, pod *corev1.Pod, tasks []plan.Task) error {
+	if pod == nil || pod.Annotations[readyAnnotation] == readyAnnotationValue || pod.Status.Phase != corev1.PodRunning {
+		return nil
+	}
+	if !podconvert.SidecarsReady(pod.Status) {
+		return nil
+	}
+	status := map[string]corev1.ContainerStatus{}
+	for _, cs := range pod.Status.ContainerStatuses {
+		status[cs.Name] = cs
+	}
+	for _, t := range tasks {
+		for _, name := range t.Sidecars {
+			cs, ok := status[name]
+			if !ok || !(cs.State.Terminated != nil || (cs.State.Running != nil && cs.Ready)) {
+				return nil
+			}
+		}
+	}
+	if _, ok := pod.Annotations[readyAnnotation]; ok {
+		return podconvert.UpdateReady(ctx, r.KubeClient, *pod)
+	}
+	// Tekton's UpdateReady replaces the annotation, which fails when it is absent.
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, readyAnnotation, readyAnnotationValue))
+	_, err := r.KubeClient.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+// deleteEndedPods deletes the pods of ended run attempts (the first n) that must not keep
+// running: an attempt that was cancelled, timed out or whose pod failed. The pods of
+// attempts that ended because their tasks ended are left to finish (and keep their logs).
+func (r *Reconciler) deleteEndedPods(ctx context.Context, cr *v1beta1.CustomRun, n int) error {
+	logger := logging.FromContext(ctx)
+	for i := 0; i < n; i++ {
+		var c *apis.Condition
+		if i < len(cr.Status.RetriesStatus) {
+			c = cr.Status.RetriesStatus[i].GetCondition(apis.ConditionSucceeded)
+		} else {
+			c = cr.Status.GetCondition(apis.ConditionSucceeded)
+		}
+		if c == nil || c.IsUnknown() || !observe.EndsPod(c.Reason) {
+			continue
+		}
+		name := plan.PodName(cr.Name, i)
+		pod, err := r.PodLister.Pods(cr.Namespace).Get(name)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || !metav1.IsControlledBy(pod, cr) {
+			continue
+		}
+		logger.Infow("Deleting the pod of an ended run attempt", "pod", name, "reason", c.Reason)
+		if err := r.KubeClient.CoreV1().Pods(cr.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting pod %q: %w", name, err)
+		}
+	}
+	return nil
+}
