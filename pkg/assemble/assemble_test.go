@@ -6,17 +6,14 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile/compiletest"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
-	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 	"knative.dev/pkg/kmeta"
 )
 
@@ -148,35 +145,16 @@ func TestContainersAndPlan(t *testing.T) {
 	}
 }
 
-// compileRun compiles the one run of doc the way the controller's stages do before
-// they assemble its pod.
+// compileRun compiles the one run of doc and gives the options the controller would
+// assemble its pod with.
 func compileRun(t *testing.T, doc string) (context.Context, *compile.Compiled, assemble.Options) {
 	t.Helper()
-	ctx, err := v1alpha1.WithTektonConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := render.Parse("doc.yaml", []byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := render.Runs(docs)
-	if err != nil || len(runs) != 1 {
-		t.Fatalf("runs: %v %v", runs, err)
-	}
-	cr := runs[0].CustomRun
-	kc := k8sfake.NewSimpleClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: cr.Namespace}})
-	res := resolve.NewClientResolver(kc, tektonfake.NewSimpleClientset(), nil, cr)
-	resolved, err := resolve.Resolve(ctx, res, cr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	compiled, err := compile.Compile(ctx, cr, resolved)
+	r, err := compiletest.Compile(t, doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ro := render.DefaultOptions()
-	return ctx, compiled, assemble.Options{Images: ro.Images, EntrypointImage: ro.EntrypointImage, KubeClient: kc, Resolver: res}
+	return r.Ctx, r.Compiled, assemble.Options{Images: ro.Images, EntrypointImage: ro.EntrypointImage, KubeClient: r.KubeClient, Resolver: r.Resolver}
 }
 
 // The pod's name comes from the attempt the caller passes, not from the CustomRun's

@@ -18,7 +18,7 @@ import (
 // Volumes of a task's Tekton pod that stay one volume in the merged pod; every other
 // volume is the task's own and gets the task's key in its name.
 var sharedVolumes = map[string]bool{
-	"tekton-internal-bin":      true, // the entrypoint binary, copied once
+	binVolume:                  true, // the entrypoint binary, copied once
 	"tekton-internal-scripts":  true, // scripts have unique names across tasks
 	"tekton-internal-downward": true, // the pod's own annotations
 }
@@ -28,7 +28,9 @@ const (
 	readyAnnotationValue = "READY"
 	entrypointInPod      = "/tekton/bin/entrypoint"
 	entrypointInImage    = "/ko-app/entrypoint"
-	binDir               = "/tekton/bin"
+	// binVolume and binDir are Tekton's (unexported) entrypoint volume and its mount.
+	binVolume = "tekton-internal-bin"
+	binDir    = "/tekton/bin"
 )
 
 type merger struct {
@@ -213,7 +215,7 @@ func sidecarContainer(c corev1.Container, key string, pipFlags []string) corev1.
 	args = append(append(args, c.Command[1:]...), c.Args...)
 	c.Command, c.Args = []string{entrypointInPod}, args
 	if !hasMount(c, binDir) {
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "tekton-internal-bin", MountPath: binDir, ReadOnly: true})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: binVolume, MountPath: binDir, ReadOnly: true})
 	}
 	return c
 }
@@ -271,7 +273,7 @@ func (m *merger) initContainers() []corev1.Container {
 		Command: []string{entrypointInImage},
 		Args:    []string{"-pip_mode", "init", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir, "-pip_bin", entrypointInPod},
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: "tekton-internal-bin", MountPath: binDir},
+			{Name: binVolume, MountPath: binDir},
 			{Name: stateVolume, MountPath: plan.StateDir},
 			{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
 		},

@@ -1,53 +1,26 @@
 package compile_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile/compiletest"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
-	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 )
 
 func compileDoc(t *testing.T, doc string) (*compile.Compiled, error) {
 	t.Helper()
-	ctx, err := v1alpha1.WithTektonConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := render.Parse("doc.yaml", []byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := render.Runs(docs)
-	if err != nil || len(runs) != 1 {
-		t.Fatalf("runs: %v %v", runs, err)
-	}
-	cr := runs[0].CustomRun
-	var objs []runtime.Object
-	for _, d := range docs {
-		if p, ok := d.Object.(*v1.Pipeline); ok {
-			p.Namespace = cr.Namespace
-			objs = append(objs, p)
-		}
-	}
-	r := resolve.NewClientResolver(k8sfake.NewSimpleClientset(), tektonfake.NewSimpleClientset(objs...), nil, cr)
-	resolved, err := resolve.Resolve(ctx, r, cr)
+	r, err := compiletest.Compile(t, doc)
 	if err != nil {
 		return nil, err
 	}
-	return compile.Compile(ctx, cr, resolved)
+	return r.Compiled, nil
 }
 
 func step(script string) string {
