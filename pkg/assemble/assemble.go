@@ -4,7 +4,7 @@
 // Each task's containers come from Tekton's own pod builder (pkg/pod.Builder), fed
 // exactly as Tekton's TaskRun reconciler feeds it, so scripts, stepTemplate, step and
 // sidecar specs, workspaces (isolated ones too), credentials, computeResources and the
-// entrypoint arguments are Tekton's. build then merges those per-task pods into one:
+// entrypoint arguments are Tekton's. assemble then merges those per-task pods into one:
 // per-task volumes (/tekton/home, /workspace, /tekton/results, /tekton/run/<i>, ...)
 // keep one copy per task, so no task can write another's; pipeline workspaces keep one
 // volume for all; every container is renamed "step-<task>-..." (docs/design.md hazard 2);
@@ -24,6 +24,7 @@ import (
 	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/pod"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
@@ -31,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"knative.dev/pkg/kmap"
 	"knative.dev/pkg/kmeta"
 )
 
@@ -53,7 +55,7 @@ const (
 	retryCountSentinel = "pip.context.task.retry-count"
 )
 
-// Options are the cluster-specific inputs of a build.
+// Options are the cluster-specific inputs of an assembly.
 type Options struct {
 	// Images are Tekton's images (shell image for scripts, working-dir initializer).
 	Images pipeline.Images
@@ -81,7 +83,6 @@ type Output struct {
 
 // Pod makes the pod, child TaskRuns and PVCs of one attempt of a compiled run.
 func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error) {
-	cr := c.CustomRun
 	out := &Output{Plan: &plan.Plan{}}
 	if t := c.Timeouts; t != nil {
 		out.Plan.PipelineTimeout, out.Plan.TasksTimeout, out.Plan.FinallyTimeout = nonZero(t.Pipeline), nonZero(t.Tasks), nonZero(t.Finally)
@@ -101,24 +102,7 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 		out.Plan.Tasks = append(out.Plan.Tasks, pt)
 		out.TaskRuns = append(out.TaskRuns, t.TaskRun.DeepCopy())
 	}
-	for _, w := range c.Workspaces {
-		if w.ClaimTemplate == nil {
-			continue
-		}
-		vct := w.ClaimTemplate.VolumeClaimTemplate
-		pvc := &corev1.PersistentVolumeClaim{
-			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
-			ObjectMeta: metav1.ObjectMeta{
-				Name:            w.ClaimName,
-				Namespace:       cr.Namespace,
-				Labels:          mergeMaps(vct.Labels, map[string]string{"tekton.dev/customRun": cr.Name, "app.kubernetes.io/managed-by": v1alpha1.ManagedBy}),
-				Annotations:     vct.Annotations,
-				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
-			},
-			Spec: vct.Spec,
-		}
-		out.PVCs = append(out.PVCs, pvc)
-	}
+	out.PVCs = pvcs(c)
 	encoded, err := out.Plan.Encode()
 	if err != nil {
 		return nil, err
@@ -126,7 +110,7 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 	if len(encoded) > MaxPlanBytes {
 		return nil, fmt.Errorf("spec.pipelineSpec: the pipeline's plan takes %d bytes, over the %d a pod annotation can carry; split the Pipeline", len(encoded), MaxPlanBytes)
 	}
-	p, err := m.pod(c, encoded, opts.Attempt)
+	p, err := m.pod(c, encoded)
 	if err != nil {
 		return nil, err
 	}
@@ -228,14 +212,36 @@ func needNoLookup(ts *v1.TaskSpec) error {
 	return nil
 }
 
-func mergeMaps(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		for k, v := range m {
-			out[k] = v
+// pvcs are the claims of the run's volumeClaimTemplate workspaces, one per run as
+// Tekton makes one per PipelineRun.
+func pvcs(c *compile.Compiled) []*corev1.PersistentVolumeClaim {
+	var out []*corev1.PersistentVolumeClaim
+	for _, w := range c.Workspaces {
+		if w.ClaimTemplate == nil {
+			continue
 		}
+		vct := w.ClaimTemplate.VolumeClaimTemplate
+		meta := objectMeta(c.CustomRun, w.ClaimName, vct.Labels)
+		meta.Annotations = vct.Annotations
+		out = append(out, &corev1.PersistentVolumeClaim{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+			ObjectMeta: meta,
+			Spec:       vct.Spec,
+		})
 	}
 	return out
+}
+
+// objectMeta is the metadata of what assemble makes for a CustomRun (the pod, PVCs):
+// in its namespace, owned by it, and labelled as its child over any labels of its own.
+// Compile writes the child TaskRuns' metadata.
+func objectMeta(cr *v1beta1.CustomRun, name string, labels map[string]string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:            name,
+		Namespace:       cr.Namespace,
+		Labels:          kmap.Union(labels, v1alpha1.ChildLabels(cr)),
+		OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
+	}
 }
 
 // activeDeadline bounds the pod like Tekton bounds a TaskRun's pod: the run's timeout

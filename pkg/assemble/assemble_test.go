@@ -7,9 +7,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile/compiletest"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/kmeta"
 )
 
 const twoTasks = `apiVersion: tekton.dev/v1
@@ -137,5 +142,93 @@ func TestContainersAndPlan(t *testing.T) {
 	}
 	if p.Name != plan.PodName("r", 0) || p.Spec.Containers[len(p.Spec.Containers)-1].Name != plan.ReporterContainer {
 		t.Errorf("pod %s, last container %s", p.Name, p.Spec.Containers[len(p.Spec.Containers)-1].Name)
+	}
+}
+
+// compileRun compiles the one run of doc and gives the options the controller would
+// assemble its pod with.
+func compileRun(t *testing.T, doc string) (context.Context, *compile.Compiled, assemble.Options) {
+	t.Helper()
+	r, err := compiletest.Compile(t, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro := render.DefaultOptions()
+	return r.Ctx, r.Compiled, assemble.Options{Images: ro.Images, EntrypointImage: ro.EntrypointImage, KubeClient: r.KubeClient, Resolver: r.Resolver}
+}
+
+// The pod's name comes from the attempt the caller passes, not from the CustomRun's
+// status, which may not yet record the retry the pod is for.
+func TestAttemptNamesThePod(t *testing.T) {
+	for _, tc := range []struct {
+		attempt, retriesInStatus int
+		want                     string
+	}{
+		{attempt: 0, want: "r-pod"},
+		{attempt: 2, want: "r-pod-retry2"},
+		{attempt: 0, retriesInStatus: 3, want: "r-pod"},
+		{attempt: 1, retriesInStatus: 3, want: "r-pod-retry1"},
+	} {
+		ctx, c, opts := compileRun(t, twoTasks)
+		c.CustomRun.Status.RetriesStatus = make([]v1beta1.CustomRunStatus, tc.retriesInStatus)
+		opts.Attempt = tc.attempt
+		out, err := assemble.Pod(ctx, opts, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Pod.Name != tc.want || out.Pod.Name != plan.PodName("r", tc.attempt) {
+			t.Errorf("attempt %d with %d retries in status: pod %q, want %q", tc.attempt, tc.retriesInStatus, out.Pod.Name, tc.want)
+		}
+	}
+}
+
+// The pod and the PVCs are the CustomRun's: in its namespace, owned by it, and labelled
+// so the controller's informers see them, whatever labels a claim template brings.
+func TestPodAndClaimMetadata(t *testing.T) {
+	ctx, c, opts := compileRun(t, `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r, namespace: ns}
+spec:
+  workspaces:
+  - name: data
+    volumeClaimTemplate:
+      metadata:
+        labels: {team: blue, tekton.dev/customRun: other}
+        annotations: {note: kept}
+      spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+  pipelineSpec:
+    workspaces: [{name: data}]
+    tasks:
+    - name: a
+      workspaces: [{name: data}]
+      taskSpec:
+        workspaces: [{name: data}]
+        steps: [{name: s, image: busybox, script: "true"}]
+`)
+	out, err := assemble.Pod(ctx, opts, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.PVCs) != 1 {
+		t.Fatalf("PVCs: %v", out.PVCs)
+	}
+	owner := []metav1.OwnerReference{*kmeta.NewControllerRef(c.CustomRun)}
+	for _, tc := range []struct {
+		what   string
+		meta   metav1.ObjectMeta
+		labels map[string]string
+	}{
+		{"pod", out.Pod.ObjectMeta, map[string]string{"tekton.dev/customRun": "r", "tekton.dev/pipeline": "r", "app.kubernetes.io/managed-by": "pipelineinpod"}},
+		{"pvc", out.PVCs[0].ObjectMeta, map[string]string{"tekton.dev/customRun": "r", "team": "blue", "app.kubernetes.io/managed-by": "pipelineinpod"}},
+	} {
+		if d := cmp.Diff(tc.labels, tc.meta.Labels); d != "" {
+			t.Errorf("%s labels (-want +got):\n%s", tc.what, d)
+		}
+		if d := cmp.Diff(owner, tc.meta.OwnerReferences); d != "" || tc.meta.Namespace != "ns" {
+			t.Errorf("%s in namespace %q, owners (-want +got):\n%s", tc.what, tc.meta.Namespace, d)
+		}
+	}
+	if out.PVCs[0].Annotations["note"] != "kept" || out.PVCs[0].Name != c.Workspaces[0].ClaimName {
+		t.Errorf("pvc %s annotations %v", out.PVCs[0].Name, out.PVCs[0].Annotations)
 	}
 }

@@ -5,20 +5,20 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	"github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"knative.dev/pkg/kmeta"
 )
 
 // Volumes of a task's Tekton pod that stay one volume in the merged pod; every other
 // volume is the task's own and gets the task's key in its name.
 var sharedVolumes = map[string]bool{
-	"tekton-internal-bin":      true, // the entrypoint binary, copied once
+	binVolume:                  true, // the entrypoint binary, copied once
 	"tekton-internal-scripts":  true, // scripts have unique names across tasks
 	"tekton-internal-downward": true, // the pod's own annotations
 }
@@ -28,8 +28,9 @@ const (
 	readyAnnotationValue = "READY"
 	entrypointInPod      = "/tekton/bin/entrypoint"
 	entrypointInImage    = "/ko-app/entrypoint"
-	binDir               = "/tekton/bin"
-	stepsDir             = "/tekton/steps"
+	// binVolume and binDir are Tekton's (unexported) entrypoint volume and its mount.
+	binVolume = "tekton-internal-bin"
+	binDir    = "/tekton/bin"
 )
 
 type merger struct {
@@ -49,108 +50,114 @@ func newMerger(opts Options) *merger {
 	return &merger{opts: opts, ready: true, haveVolume: map[string]bool{}, names: map[string]string{}}
 }
 
+// add merges one task's Tekton pod into the pod and returns the task's plan entry.
 func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
-	key := t.Key
 	if m.first == nil {
 		m.first = p
 	}
 	if p.Annotations[readyAnnotation] != readyAnnotationValue {
 		m.ready = false
 	}
-	shared := map[string]bool{}
+	vn := newVolumeNames(t)
+	m.addVolumes(p.Spec.Volumes, vn)
+	if err := m.addInitContainers(t.Key, p.Spec.InitContainers, vn); err != nil {
+		return plan.Task{}, err
+	}
+	return m.addContainers(t, p.Spec.Containers, vn)
+}
+
+// volumeNames names a task's volumes in the merged pod: Tekton's per-task volumes
+// (/tekton/home, /workspace, /tekton/results, ...) get the task's key, so no task can
+// write another's; the pipeline's workspaces, pod template volumes, credentials and
+// sharedVolumes keep their names, one volume for all tasks.
+type volumeNames struct {
+	key    string
+	shared sets.Set[string]
+}
+
+func newVolumeNames(t compile.Task) volumeNames {
+	shared := sets.New[string]()
 	for _, v := range t.WorkspaceVolumes {
-		shared[v] = true
+		shared.Insert(v)
 	}
 	if pt := t.TaskRun.Spec.PodTemplate; pt != nil {
 		for _, v := range pt.Volumes {
-			shared[v.Name] = true
+			shared.Insert(v.Name)
 		}
 	}
-	rename := func(name string) string {
-		if sharedVolumes[name] || shared[name] || strings.HasPrefix(name, "tekton-internal-secret-volume-") {
-			return name
-		}
-		return kmeta.ChildName(key, "-"+name)
+	return volumeNames{key: t.Key, shared: shared}
+}
+
+func (vn volumeNames) name(name string) string {
+	if sharedVolumes[name] || vn.shared.Has(name) || strings.HasPrefix(name, "tekton-internal-secret-volume-") {
+		return name
 	}
-	renameMounts := func(c *corev1.Container) {
-		for i := range c.VolumeMounts {
-			c.VolumeMounts[i].Name = rename(c.VolumeMounts[i].Name)
-		}
+	return kmeta.ChildName(vn.key, "-"+name)
+}
+
+func (vn volumeNames) renameMounts(c *corev1.Container) {
+	for i := range c.VolumeMounts {
+		c.VolumeMounts[i].Name = vn.name(c.VolumeMounts[i].Name)
 	}
-	for _, v := range p.Spec.Volumes {
-		v.Name = rename(v.Name)
+}
+
+// addVolumes adds a task's volumes, once each.
+func (m *merger) addVolumes(volumes []corev1.Volume, vn volumeNames) {
+	for _, v := range volumes {
+		v.Name = vn.name(v.Name)
 		if m.haveVolume[v.Name] {
 			continue
 		}
 		m.haveVolume[v.Name] = true
 		m.volumes = append(m.volumes, v)
 	}
-	for _, c := range p.Spec.InitContainers {
+}
+
+// addInitContainers keeps a task's own init containers; Tekton's prepare and
+// place-scripts containers become the pod's one ContainerInit and ContainerPlaceScripts.
+func (m *merger) addInitContainers(key string, inits []corev1.Container, vn volumeNames) error {
+	for _, c := range inits {
 		switch c.Name {
 		case pod.ContainerNamePrepare:
 			// Replaced by the one ContainerInit of the pod.
-		case "place-scripts":
-			renameMounts(&c)
+		case pod.ContainerNamePlaceScripts:
+			vn.renameMounts(&c)
 			m.scripts = append(m.scripts, c.Args[len(c.Args)-1])
 			if m.scriptsInit == nil {
 				c.Name = ContainerPlaceScripts
 				m.scriptsInit = c.DeepCopy()
 			}
 		default:
-			renameMounts(&c)
-			c.Name = kmeta.ChildName("step-"+key, "-"+c.Name)
+			vn.renameMounts(&c)
+			c.Name = containerName(key, c.Name)
 			if err := m.claim(c.Name, key); err != nil {
-				return plan.Task{}, err
+				return err
 			}
 			m.inits = append(m.inits, c)
 		}
 	}
+	return nil
+}
+
+// addContainers adds a task's steps and sidecars, each run by the entrypoint against the
+// plan, and returns the task's plan entry naming them.
+func (m *merger) addContainers(t compile.Task, containers []corev1.Container, vn volumeNames) (plan.Task, error) {
+	key := t.Key
 	pt := t.Task
 	pt.Steps, pt.Sidecars = nil, nil
-	stateMounts := []corev1.VolumeMount{
-		{Name: stateVolume, MountPath: plan.StateDir, ReadOnly: true},
-		{Name: stateVolume, MountPath: plan.StateDir + "/" + key, SubPath: key},
-		{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
-	}
 	pipFlags := []string{"-pip_task", key, "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir}
 	// Tekton's builder puts the steps first, then the sidecars; an unnamed sidecar's
 	// container is called just "sidecar", so the position, not the name, tells them apart.
 	steps := len(t.TaskRun.Spec.TaskSpec.Steps)
-	step := 0
-	for i, c := range p.Spec.Containers {
-		renameMounts(&c)
-		c.VolumeMounts = append(c.VolumeMounts, stateMounts...)
-		if i >= steps {
-			c.Name = kmeta.ChildName("step-"+key, "-"+c.Name)
-			args := append(append([]string{"-pip_mode", "sidecar"}, pipFlags...), "-entrypoint", c.Command[0], "--")
-			args = append(append(args, c.Command[1:]...), c.Args...)
-			c.Command, c.Args = []string{entrypointInPod}, args
-			if !hasMount(c, binDir) {
-				c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "tekton-internal-bin", MountPath: binDir, ReadOnly: true})
-			}
-			pt.Sidecars = append(pt.Sidecars, c.Name)
-		} else {
-			stepName := strings.TrimPrefix(c.Name, "step-")
-			c.Name = kmeta.ChildName("step-"+key, "-"+stepName)
-			// Tekton's prepare container links /tekton/steps/<step> to the step's run
-			// directory, once per pod. Here /tekton/steps is the task's own volume and
-			// each step's entrypoint links itself, so the task's steps may write it; the
-			// run directories it points into stay read-only to other steps.
-			for i := range c.VolumeMounts {
-				if c.VolumeMounts[i].MountPath == stepsDir {
-					c.VolumeMounts[i].ReadOnly = false
-				}
-			}
-			// The step's own name, for $(steps.<name>.…) and /tekton/steps/step-<name>.
-			flags := append(append([]string{}, pipFlags...), "-pip_step", strconv.Itoa(step), "-pip_step_name", stepName)
-			if strings.Contains(c.WorkingDir, "$(") {
-				// Known only at run time: the entrypoint substitutes it and changes directory.
-				flags = append(flags, "-pip_workdir", c.WorkingDir)
-				c.WorkingDir = ""
-			}
-			c.Args = append(flags, c.Args...)
+	for i, c := range containers {
+		vn.renameMounts(&c)
+		c.VolumeMounts = append(c.VolumeMounts, stateMounts(key)...)
+		if i < steps {
+			c = stepContainer(c, key, i, pipFlags)
 			pt.Steps = append(pt.Steps, c.Name)
-			step++
+		} else {
+			c = sidecarContainer(c, key, pipFlags)
+			pt.Sidecars = append(pt.Sidecars, c.Name)
 		}
 		if err := m.claim(c.Name, key); err != nil {
 			return plan.Task{}, err
@@ -158,6 +165,59 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 		m.containers = append(m.containers, c)
 	}
 	return pt, nil
+}
+
+// containerName is a task's container in the merged pod: "step-" prefixed, sidecars
+// too, so Tekton's stopSidecars leaves every container alone, and carrying the task's
+// key so two tasks' containers do not collide.
+func containerName(key, name string) string {
+	return kmeta.ChildName(pod.GetContainerName(key), "-"+name)
+}
+
+// stateMounts let a container read the whole run's state and plan, and write its task's.
+func stateMounts(key string) []corev1.VolumeMount {
+	return []corev1.VolumeMount{
+		{Name: stateVolume, MountPath: plan.StateDir, ReadOnly: true},
+		{Name: stateVolume, MountPath: plan.StateDir + "/" + key, SubPath: key},
+		{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
+	}
+}
+
+// stepContainer is step i of a task, its entrypoint told which step of the plan it runs.
+func stepContainer(c corev1.Container, key string, i int, pipFlags []string) corev1.Container {
+	stepName := pod.TrimStepPrefix(c.Name)
+	c.Name = containerName(key, stepName)
+	// Tekton's prepare container links /tekton/steps/<step> to the step's run
+	// directory, once per pod. Here /tekton/steps is the task's own volume and
+	// each step's entrypoint links itself, so the task's steps may write it; the
+	// run directories it points into stay read-only to other steps.
+	for j := range c.VolumeMounts {
+		if c.VolumeMounts[j].MountPath == pipeline.StepsDir {
+			c.VolumeMounts[j].ReadOnly = false
+		}
+	}
+	// The step's own name, for $(steps.<name>.…) and /tekton/steps/step-<name>.
+	flags := append(append([]string{}, pipFlags...), "-pip_step", strconv.Itoa(i), "-pip_step_name", stepName)
+	if strings.Contains(c.WorkingDir, "$(") {
+		// Known only at run time: the entrypoint substitutes it and changes directory.
+		flags = append(flags, "-pip_workdir", c.WorkingDir)
+		c.WorkingDir = ""
+	}
+	c.Args = append(flags, c.Args...)
+	return c
+}
+
+// sidecarContainer is a task's sidecar, wrapped by the entrypoint so it can be stopped
+// when its task ends.
+func sidecarContainer(c corev1.Container, key string, pipFlags []string) corev1.Container {
+	c.Name = containerName(key, c.Name)
+	args := append(append([]string{"-pip_mode", "sidecar"}, pipFlags...), "-entrypoint", c.Command[0], "--")
+	args = append(append(args, c.Command[1:]...), c.Args...)
+	c.Command, c.Args = []string{entrypointInPod}, args
+	if !hasMount(c, binDir) {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: binVolume, MountPath: binDir, ReadOnly: true})
+	}
+	return c
 }
 
 // claim makes sure two tasks' containers never end up with one name (a task "a-b" with
@@ -179,64 +239,77 @@ func hasMount(c corev1.Container, path string) bool {
 	return false
 }
 
-func (m *merger) pod(c *compile.Compiled, encodedPlan string, attempt int) (*corev1.Pod, error) {
-	cr := c.CustomRun
+// pod is the one pod of the run: the tasks' containers and volumes, the pod's own init
+// container and reporter, and the plan in an annotation its containers read.
+func (m *merger) pod(c *compile.Compiled, encodedPlan string) (*corev1.Pod, error) {
 	if m.first == nil {
 		return nil, fmt.Errorf("spec.pipelineSpec.tasks: nothing to run")
 	}
-	binMount := corev1.VolumeMount{Name: "tekton-internal-bin", MountPath: binDir}
-	stateRW := corev1.VolumeMount{Name: stateVolume, MountPath: plan.StateDir}
-	planRO := corev1.VolumeMount{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true}
+	annotations := map[string]string{plan.AnnotationPlan: encodedPlan}
+	if m.ready {
+		annotations[readyAnnotation] = readyAnnotationValue
+	}
+	spec := *m.first.Spec.DeepCopy()
+	spec.InitContainers = m.initContainers()
+	spec.Containers = append(m.containers, m.reporter())
+	spec.Volumes = append(m.volumes, pipVolumes()...)
+	spec.ServiceAccountName = c.ServiceAccountName
+	spec.ActiveDeadlineSeconds = activeDeadline(c)
+	meta := objectMeta(c.CustomRun, plan.PodName(c.CustomRun.Name, m.opts.Attempt), map[string]string{pipeline.PipelineLabelKey: c.PipelineName})
+	meta.Annotations = annotations
+	return &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: meta,
+		Spec:       spec,
+	}, nil
+}
+
+// initContainers are ContainerInit, which copies the entrypoint in and stamps the
+// start, then Tekton's place-scripts for all tasks' scripts, then the tasks' own.
+func (m *merger) initContainers() []corev1.Container {
 	inits := []corev1.Container{{
-		Name:         ContainerInit,
-		Image:        m.opts.EntrypointImage,
-		Command:      []string{entrypointInImage},
-		Args:         []string{"-pip_mode", "init", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir, "-pip_bin", entrypointInPod},
-		VolumeMounts: []corev1.VolumeMount{binMount, stateRW, planRO},
+		Name:    ContainerInit,
+		Image:   m.opts.EntrypointImage,
+		Command: []string{entrypointInImage},
+		Args:    []string{"-pip_mode", "init", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir, "-pip_bin", entrypointInPod},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: binVolume, MountPath: binDir},
+			{Name: stateVolume, MountPath: plan.StateDir},
+			{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
+		},
 	}}
 	if m.scriptsInit != nil {
 		s := m.scriptsInit
 		s.Args = append(append([]string{}, s.Args[:len(s.Args)-1]...), strings.Join(m.scripts, "\n"))
 		inits = append(inits, *s)
 	}
-	inits = append(inits, m.inits...)
-	containers := append(m.containers, corev1.Container{
-		Name:         plan.ReporterContainer,
-		Image:        m.opts.EntrypointImage,
-		Command:      []string{entrypointInImage},
-		Args:         []string{"-pip_mode", "report", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir},
-		VolumeMounts: []corev1.VolumeMount{{Name: stateVolume, MountPath: plan.StateDir, ReadOnly: true}, planRO},
-	})
-	volumes := append(m.volumes,
-		corev1.Volume{Name: stateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-		corev1.Volume{Name: planVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+	return append(inits, m.inits...)
+}
+
+// reporter is the container that streams the tasks' states to its log for the controller.
+func (m *merger) reporter() corev1.Container {
+	return corev1.Container{
+		Name:    plan.ReporterContainer,
+		Image:   m.opts.EntrypointImage,
+		Command: []string{entrypointInImage},
+		Args:    []string{"-pip_mode", "report", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: stateVolume, MountPath: plan.StateDir, ReadOnly: true},
+			{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
+		},
+	}
+}
+
+// pipVolumes are the pod's own: the run's state, and the plan read from the pod's
+// annotation.
+func pipVolumes() []corev1.Volume {
+	return []corev1.Volume{
+		{Name: stateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: planVolume, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
 			Items: []corev1.DownwardAPIVolumeFile{{
 				Path:     "plan.json",
 				FieldRef: &corev1.ObjectFieldSelector{FieldPath: fmt.Sprintf("metadata.annotations['%s']", plan.AnnotationPlan)},
 			}},
 		}}},
-	)
-	annotations := map[string]string{plan.AnnotationPlan: encodedPlan}
-	if m.ready {
-		annotations[readyAnnotation] = readyAnnotationValue
 	}
-	spec := *m.first.Spec.DeepCopy()
-	spec.InitContainers, spec.Containers, spec.Volumes = inits, containers, volumes
-	spec.ServiceAccountName = c.ServiceAccountName
-	spec.ActiveDeadlineSeconds = activeDeadline(c)
-	return &corev1.Pod{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      plan.PodName(cr.Name, attempt),
-			Namespace: cr.Namespace,
-			Labels: map[string]string{
-				"tekton.dev/customRun":         cr.Name,
-				pipeline.PipelineLabelKey:      c.PipelineName,
-				"app.kubernetes.io/managed-by": v1alpha1.ManagedBy,
-			},
-			Annotations:     annotations,
-			OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
-		},
-		Spec: spec,
-	}, nil
 }

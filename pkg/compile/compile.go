@@ -17,10 +17,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
-	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -32,17 +30,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/utils/ptr"
 	"knative.dev/pkg/kmeta"
 )
-
-// MatrixIndexLabel numbers the child TaskRuns of a matrixed pipeline task.
-const MatrixIndexLabel = "tekton.dev/matrixIndex"
 
 // Compiled is a Pipeline ready to be built into one pod.
 type Compiled struct {
 	CustomRun    *v1beta1.CustomRun
-	PipelineRun  *v1.PipelineRun
 	PipelineName string
 	// Results is the Pipeline's results spec, still referring to task results.
 	Results []v1.PipelineResult
@@ -100,7 +93,6 @@ func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*
 	}
 	c := &Compiled{
 		CustomRun:          cr,
-		PipelineRun:        pr,
 		PipelineName:       r.PipelineName,
 		ServiceAccountName: pr.Spec.TaskRunTemplate.ServiceAccountName,
 		PodTemplate:        pr.Spec.TaskRunTemplate.PodTemplate,
@@ -109,9 +101,7 @@ func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*
 	if c.ServiceAccountName == "" {
 		c.ServiceAccountName = "default"
 	}
-	if err := c.bindWorkspaces(ps, pr); err != nil {
-		return nil, err
-	}
+	c.bindWorkspaces(pr)
 	ps, err := substitutePipeline(ps, pr, r.PipelineName)
 	if err != nil {
 		return nil, err
@@ -121,7 +111,7 @@ func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*
 		return nil, err
 	}
 	c.Results = rw.Results
-	if err := c.addPipeline(ctx, r, ps, "", nil, pr); err != nil {
+	if err := c.addPipeline(ctx, &scope{resolved: r, run: pr, field: "spec.pipelineSpec"}, ps, nil); err != nil {
 		return nil, err
 	}
 	keys := sets.New[string]()
@@ -181,7 +171,7 @@ func substitutePipeline(ps *v1.PipelineSpec, pr *v1.PipelineRun, name string) (*
 
 // bindWorkspaces gives every bound pipeline workspace a pod volume. A
 // volumeClaimTemplate becomes one PVC per run, as Tekton makes one per PipelineRun.
-func (c *Compiled) bindWorkspaces(ps *v1.PipelineSpec, pr *v1.PipelineRun) error {
+func (c *Compiled) bindWorkspaces(pr *v1.PipelineRun) {
 	for i, wb := range pr.Spec.Workspaces {
 		w := Workspace{Name: wb.Name, Volume: fmt.Sprintf("ws-%d", i), Binding: *wb.DeepCopy()}
 		if wb.VolumeClaimTemplate != nil {
@@ -192,7 +182,6 @@ func (c *Compiled) bindWorkspaces(ps *v1.PipelineSpec, pr *v1.PipelineRun) error
 		}
 		c.Workspaces = append(c.Workspaces, w)
 	}
-	return nil
 }
 
 func (c *Compiled) workspace(name string) *Workspace {
@@ -204,44 +193,62 @@ func (c *Compiled) workspace(name string) *Workspace {
 	return nil
 }
 
+// scope is one Pipeline being laid out: the run's own, or a pipelines-in-pipelines child
+// flattened into the same pod, whose tasks get keys under prefix.
+type scope struct {
+	resolved *resolve.Resolved
+	run      *v1.PipelineRun
+	prefix   string
+	field    string // the spec field that errors about this Pipeline name
+}
+
+func childScope(parent *scope, pt v1.PipelineTask, child *resolve.Resolved, run *v1.PipelineRun) *scope {
+	prefix := childPrefix(parent.prefix, pt.Name)
+	return &scope{resolved: child, run: run, prefix: prefix, field: fmt.Sprintf("pipeline task %q", strings.TrimSuffix(prefix, "-"))}
+}
+
+// slot is a PipelineTask with its place in the pod's schedule.
+type slot struct {
+	pt      v1.PipelineTask
+	finally bool
+	after   []string // keys of the plan tasks it waits for
+}
+
 // addPipeline lays out one Pipeline's tasks. A pipelines-in-pipelines task is flattened
 // into the same pod: its tasks get keys under the parent task's key and wait for what
-// the parent task waited for.
-func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.PipelineSpec, prefix string, entry []string, pr *v1.PipelineRun) error {
-	field := "spec.pipelineSpec"
-	if prefix != "" {
-		field = fmt.Sprintf("pipeline task %q", strings.TrimSuffix(prefix, "-"))
-	}
-	g, err := dag.Build(v1.PipelineTaskList(ps.Tasks), v1.PipelineTaskList(ps.Tasks).Deps())
+// the parent task waited for (entry).
+func (c *Compiled) addPipeline(ctx context.Context, s *scope, ps *v1.PipelineSpec, entry []string) error {
+	tasks := v1.PipelineTaskList(ps.Tasks)
+	deps := tasks.Deps()
+	g, err := dag.Build(tasks, deps)
 	if err != nil {
-		return fmt.Errorf("%s.tasks: %w", field, err)
+		return fmt.Errorf("%s.tasks: %w", s.field, err)
 	}
 	order, err := topological(g)
 	if err != nil {
-		return fmt.Errorf("%s.tasks: %w", field, err)
+		return fmt.Errorf("%s.tasks: %w", s.field, err)
 	}
 	// The DAG comes from the spec as written; the tasks are laid out from the spec whose
 	// references name the flattened tasks.
-	rw, err := rewriteRefs(r, ps, prefix)
+	rw, err := rewriteRefs(s.resolved, ps, s.prefix)
 	if err != nil {
-		return fmt.Errorf("%s: %w", field, err)
+		return fmt.Errorf("%s: %w", s.field, err)
 	}
-	// keysOf maps a PipelineTask name to the keys of the plan tasks it became.
-	keysOf := map[string][]string{}
-	deps := v1.PipelineTaskList(ps.Tasks).Deps()
+	// Tekton's ApplyPipelineTaskContexts reads the Pipeline from the run's status.
+	s.run.Status.PipelineSpec = s.resolved.Spec
 	byName := map[string]v1.PipelineTask{}
 	for _, pt := range rw.Tasks {
 		byName[pt.Name] = pt
 	}
+	// keysOf maps a PipelineTask name to the keys of the plan tasks it became.
+	keysOf := map[string][]string{}
 	var dagKeys []string
 	for _, name := range order {
-		pt := byName[name]
-		var after []string
-		after = append(after, entry...)
+		after := append([]string{}, entry...)
 		for _, dep := range deps[name] {
 			after = append(after, keysOf[dep]...)
 		}
-		keys, err := c.addPipelineTask(ctx, r, pt, prefix, false, after, pr, field)
+		keys, err := c.addPipelineTask(ctx, s, slot{pt: byName[name], after: after})
 		if err != nil {
 			return err
 		}
@@ -250,7 +257,7 @@ func (c *Compiled) addPipeline(ctx context.Context, r *resolve.Resolved, ps *v1.
 	}
 	for _, pt := range rw.Finally {
 		after := append(append([]string{}, entry...), dagKeys...)
-		if _, err := c.addPipelineTask(ctx, r, pt, prefix, true, after, pr, field); err != nil {
+		if _, err := c.addPipelineTask(ctx, s, slot{pt: pt, finally: true, after: after}); err != nil {
 			return err
 		}
 	}
@@ -274,41 +281,94 @@ func topological(g *dag.Graph) ([]string, error) {
 	return done, nil
 }
 
-func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt v1.PipelineTask, prefix string, finally bool, after []string, pr *v1.PipelineRun, field string) ([]string, error) {
-	kind := "tasks"
-	if finally {
-		kind = "finally"
-	}
-	f := fmt.Sprintf("%s.%s[%s]", field, kind, pt.Name)
-	pr.Status.PipelineSpec = r.Spec
-	ptp := prresources.ApplyPipelineTaskContexts(&pt, pr.Status, &prresources.PipelineRunFacts{})
-	pt = *ptp
-	resultsFrom := sets.New[string]()
-	for _, ref := range v1.PipelineTaskResultRefs(&pt) {
-		resultsFrom.Insert(ref.PipelineTask)
-	}
+// pipelineTask is what the child TaskRuns of one PipelineTask share (a matrix makes
+// several).
+type pipelineTask struct {
+	slot
+	name        string // the PipelineTask's name under the scope's prefix, as the run's status names it
+	task        *trresources.ResolvedTask
+	runSpec     v1.PipelineTaskRunSpec
+	workspaces  []v1.WorkspaceBinding
+	volumes     map[string]string
+	timeout     *metav1.Duration
+	resultsFrom []string
+}
 
-	if child, ok := r.Pipelines[pt.Name]; ok {
-		if pt.IsMatrixed() {
-			return nil, fmt.Errorf("%s.matrix: a matrixed pipelines-in-pipelines task is not supported in one pod", f)
-		}
-		childPR := pr.DeepCopy()
-		childPR.Spec.Params = pt.Params
-		cps, err := substitutePipeline(child.Spec.DeepCopy(), childPR, child.PipelineName)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		before := len(c.Tasks)
-		if err := c.addPipeline(ctx, child, cps, childPrefix(prefix, pt.Name), after, childPR); err != nil {
-			return nil, err
-		}
-		var keys []string
-		for _, t := range c.Tasks[before:] {
-			keys = append(keys, t.Key)
-		}
-		return keys, nil
+// addPipelineTask lays out one PipelineTask and returns the keys of the plan tasks it
+// became: one per matrix instance, the child pipeline's tasks, or none when skipped.
+func (c *Compiled) addPipelineTask(ctx context.Context, s *scope, sl slot) ([]string, error) {
+	f := fmt.Sprintf("%s.%s[%s]", s.field, memberOf(sl.finally), sl.pt.Name)
+	sl.pt = *prresources.ApplyPipelineTaskContexts(&sl.pt, s.run.Status, &prresources.PipelineRunFacts{})
+	if child, ok := s.resolved.Pipelines[sl.pt.Name]; ok {
+		return c.addChildPipeline(ctx, s, child, sl, f)
 	}
+	rt, err := resolvedTask(ctx, s.resolved, sl.pt, f)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseInOnePod(sl.pt, f); err != nil {
+		return nil, err
+	}
+	combos := matrixInstances(sl.pt)
+	if len(combos) == 0 {
+		c.Skipped = append(c.Skipped, Skipped{PipelineTask: s.prefix + sl.pt.Name, Finally: sl.finally, Reason: v1.EmptyArrayInMatrixParams})
+		return nil, nil
+	}
+	p, err := c.newPipelineTask(s, sl, rt, f)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for i, combo := range combos {
+		t := c.instance(p, i, combo)
+		keys = append(keys, t.Key)
+		c.Tasks = append(c.Tasks, t)
+	}
+	return keys, nil
+}
 
+// addChildPipeline flattens a pipelines-in-pipelines task into the pod.
+func (c *Compiled) addChildPipeline(ctx context.Context, s *scope, child *resolve.Resolved, sl slot, f string) ([]string, error) {
+	if sl.pt.IsMatrixed() {
+		return nil, fmt.Errorf("%s.matrix: a matrixed pipelines-in-pipelines task is not supported in one pod", f)
+	}
+	childPR := s.run.DeepCopy()
+	childPR.Spec.Params = sl.pt.Params
+	cps, err := substitutePipeline(child.Spec.DeepCopy(), childPR, child.PipelineName)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f, err)
+	}
+	before := len(c.Tasks)
+	if err := c.addPipeline(ctx, childScope(s, sl.pt, child, childPR), cps, sl.after); err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, t := range c.Tasks[before:] {
+		keys = append(keys, t.Key)
+	}
+	return keys, nil
+}
+
+// newPipelineTask gathers what a PipelineTask's TaskRuns share.
+func (c *Compiled) newPipelineTask(s *scope, sl slot, rt *trresources.ResolvedTask, f string) (*pipelineTask, error) {
+	p := &pipelineTask{slot: sl, name: s.prefix + sl.pt.Name, task: rt, runSpec: s.run.GetTaskRunSpec(sl.pt.Name)}
+	for _, ref := range v1.PipelineTaskResultRefs(&sl.pt) {
+		p.resultsFrom = append(p.resultsFrom, ref.PipelineTask)
+	}
+	var err error
+	p.workspaces, p.volumes, err = c.taskWorkspaces(sl.pt, rt)
+	if err != nil {
+		return nil, fmt.Errorf("%s.workspaces: %w", f, err)
+	}
+	p.timeout = sl.pt.Timeout
+	if p.runSpec.Timeout != nil {
+		p.timeout = p.runSpec.Timeout
+	}
+	return p, nil
+}
+
+// resolvedTask is the Task a PipelineTask runs.
+func resolvedTask(ctx context.Context, r *resolve.Resolved, pt v1.PipelineTask, f string) (*trresources.ResolvedTask, error) {
 	rt := r.Tasks[pt.Name]
 	if rt == nil {
 		return nil, fmt.Errorf("%s: no resolved Task", f)
@@ -320,147 +380,77 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 		ts.SetDefaults(ctx)
 		rt = &trresources.ResolvedTask{TaskSpec: ts}
 	}
+	return rt, nil
+}
+
+// refuseInOnePod fails on what only a PipelineRun's reconciler, deciding while the run
+// goes, could honour.
+func refuseInOnePod(pt v1.PipelineTask, f string) error {
 	for i, p := range pt.Matrix.GetAllParams() {
 		if refs, _ := p.GetVarSubstitutionExpressions(); len(refsToTasks(refs)) > 0 {
-			return nil, fmt.Errorf("%s.matrix.params[%d] (%s): the matrix fans out over a result of task %q, known only at run time, and one pod's containers are fixed when it is created", f, i, p.Name, refsToTasks(refs)[0])
+			return fmt.Errorf("%s.matrix.params[%d] (%s): the matrix fans out over a result of task %q, known only at run time, and one pod's containers are fixed when it is created", f, i, p.Name, refsToTasks(refs)[0])
 		}
 	}
-	if len(pt.When) > 0 {
-		for i, we := range pt.When {
-			if we.CEL != "" {
-				return nil, fmt.Errorf("%s.when[%d].cel: CEL when expressions are not supported in one pod", f, i)
-			}
+	for i, we := range pt.When {
+		if we.CEL != "" {
+			return fmt.Errorf("%s.when[%d].cel: CEL when expressions are not supported in one pod", f, i)
 		}
 	}
+	return nil
+}
 
-	var combos []v1.Params
-	if pt.IsMatrixed() {
-		combos = pt.Matrix.FanOut()
-		if len(combos) == 0 {
-			c.Skipped = append(c.Skipped, Skipped{PipelineTask: prefix + pt.Name, Finally: finally, Reason: v1.EmptyArrayInMatrixParams})
-			return nil, nil
-		}
-	} else {
-		combos = []v1.Params{nil}
+// matrixInstances are the params of each TaskRun a PipelineTask becomes: one without
+// matrix params, one per combination with, none for a matrix over an empty array.
+func matrixInstances(pt v1.PipelineTask) []v1.Params {
+	if !pt.IsMatrixed() {
+		return []v1.Params{nil}
 	}
+	return pt.Matrix.FanOut()
+}
 
-	trs := pr.GetTaskRunSpec(pt.Name)
-	wbs, vols, err := c.taskWorkspaces(pt, rt)
-	if err != nil {
-		return nil, fmt.Errorf("%s.workspaces: %w", f, err)
+// instance is the plan task and child TaskRun of one matrix instance.
+func (c *Compiled) instance(p *pipelineTask, i int, combo v1.Params) Task {
+	key := p.name
+	if p.pt.IsMatrixed() {
+		key = fmt.Sprintf("%s-%d", key, i)
 	}
-	timeout := pt.Timeout
-	if trs.Timeout != nil {
-		timeout = trs.Timeout
+	key = kmeta.ChildName(key, "")
+	tr := c.taskRun(p, key, i, combo)
+	return Task{
+		Task: plan.Task{
+			Key:          key,
+			PipelineTask: p.name,
+			TaskRun:      tr.Name,
+			Finally:      p.finally,
+			RunAfter:     uniq(p.after),
+			ResultsFrom:  uniq(p.resultsFrom),
+			When:         p.pt.When,
+			Retries:      p.pt.Retries,
+			OnError:      p.pt.OnError,
+			Timeout:      p.timeout,
+			Results:      planResults(p.task.TaskSpec),
+		},
+		TaskName:         p.task.TaskName,
+		TaskRun:          tr,
+		WorkspaceVolumes: p.volumes,
 	}
-	var keys []string
-	for i, combo := range combos {
-		key := prefix + pt.Name
-		if pt.IsMatrixed() {
-			key = fmt.Sprintf("%s-%d", key, i)
+}
+
+// planResults are a Task's results as the entrypoint collects them.
+func planResults(ts *v1.TaskSpec) []plan.Result {
+	var results []plan.Result
+	for _, res := range ts.Results {
+		r := plan.Result{Name: res.Name, Type: res.Type}
+		if res.Value != nil {
+			// A task result made of a step result ($(steps.s.results.r)).
+			r.Value = res.Value.StringVal
 		}
-		key = kmeta.ChildName(key, "")
-		params := append(append(v1.Params{}, combo...), pt.Params...)
-		params = runtimeParams(params, rt.TaskSpec.Params)
-		memberOf := "tasks"
-		if finally {
-			memberOf = "finally"
-		}
-		tr := &v1.TaskRun{
-			TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "TaskRun"},
-			ObjectMeta: metav1.ObjectMeta{
-				Name:      kmeta.ChildName(c.CustomRun.Name, "-"+key),
-				Namespace: c.CustomRun.Namespace,
-				Labels: map[string]string{
-					"tekton.dev/customRun":         c.CustomRun.Name,
-					pipeline.PipelineLabelKey:      c.PipelineName,
-					pipeline.PipelineTaskLabelKey:  pt.Name,
-					pipeline.MemberOfLabelKey:      memberOf,
-					"app.kubernetes.io/managed-by": v1alpha1.ManagedBy,
-				},
-				Annotations:     map[string]string{},
-				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(c.CustomRun)},
-			},
-			Spec: v1.TaskRunSpec{
-				Params:             params,
-				TaskSpec:           rt.TaskSpec.DeepCopy(),
-				ServiceAccountName: c.ServiceAccountName,
-				PodTemplate:        c.PodTemplate,
-				Status:             v1.TaskRunSpecStatusPending,
-				ManagedBy:          ptr.To(v1alpha1.TaskRunManagedBy),
-				Retries:            pt.Retries,
-				Timeout:            timeout,
-				Workspaces:         wbs,
-				StepSpecs:          trs.StepSpecs,
-				SidecarSpecs:       trs.SidecarSpecs,
-				ComputeResources:   trs.ComputeResources,
-			},
-		}
-		if rt.TaskName != "" {
-			tr.Labels[pipeline.TaskLabelKey] = rt.TaskName
-		}
-		if pt.IsMatrixed() {
-			tr.Labels[MatrixIndexLabel] = fmt.Sprint(i)
-		}
-		if pt.OnError == v1.PipelineTaskContinue {
-			tr.Annotations[v1.PipelineTaskOnErrorAnnotation] = string(v1.PipelineTaskContinue)
-		}
-		if pt.TaskSpec != nil {
-			for k, v := range pt.TaskSpecMetadata().Labels {
-				tr.Labels[k] = v
-			}
-			for k, v := range pt.TaskSpecMetadata().Annotations {
-				tr.Annotations[k] = v
-			}
-		}
-		if trs.Metadata != nil {
-			for k, v := range trs.Metadata.Labels {
-				tr.Labels[k] = v
-			}
-			for k, v := range trs.Metadata.Annotations {
-				tr.Annotations[k] = v
-			}
-		}
-		var results []plan.Result
-		for _, res := range rt.TaskSpec.Results {
-			r := plan.Result{Name: res.Name, Type: res.Type}
-			if res.Value != nil {
-				// A task result made of a step result ($(steps.s.results.r)).
-				r.Value = res.Value.StringVal
-			}
-			results = append(results, r)
-		}
-		keys = append(keys, key)
-		c.Tasks = append(c.Tasks, Task{
-			Task: plan.Task{
-				Key:          key,
-				PipelineTask: prefix + pt.Name,
-				TaskRun:      tr.Name,
-				Finally:      finally,
-				RunAfter:     uniq(after),
-				ResultsFrom:  sortedOrNil(resultsFrom),
-				When:         pt.When,
-				Retries:      pt.Retries,
-				OnError:      pt.OnError,
-				Timeout:      timeout,
-				Results:      results,
-			},
-			TaskName:         rt.TaskName,
-			TaskRun:          tr,
-			WorkspaceVolumes: vols,
-		})
+		results = append(results, r)
 	}
-	return keys, nil
+	return results
 }
 
 func childPrefix(prefix, name string) string { return prefix + name + "-" }
-
-func sortedOrNil(s sets.Set[string]) []string {
-	if s.Len() == 0 {
-		return nil
-	}
-	return sets.List(s)
-}
 
 // rewriteRefs makes a Pipeline's task references name flattened tasks. Inside a child
 // pipeline, $(tasks.X.…) becomes $(tasks.<prefix>X.…); and a reference to a child

@@ -1,7 +1,6 @@
 package compile_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,45 +8,21 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile/compiletest"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
-	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 )
 
 func compileDoc(t *testing.T, doc string) (*compile.Compiled, error) {
 	t.Helper()
-	ctx, err := v1alpha1.WithTektonConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := render.Parse("doc.yaml", []byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := render.Runs(docs)
-	if err != nil || len(runs) != 1 {
-		t.Fatalf("runs: %v %v", runs, err)
-	}
-	cr := runs[0].CustomRun
-	var objs []runtime.Object
-	for _, d := range docs {
-		if p, ok := d.Object.(*v1.Pipeline); ok {
-			p.Namespace = cr.Namespace
-			objs = append(objs, p)
-		}
-	}
-	r := resolve.NewClientResolver(k8sfake.NewSimpleClientset(), tektonfake.NewSimpleClientset(objs...), nil, cr)
-	resolved, err := resolve.Resolve(ctx, r, cr)
+	r, err := compiletest.Compile(t, doc)
 	if err != nil {
 		return nil, err
 	}
-	return compile.Compile(ctx, cr, resolved)
+	return r.Compiled, nil
 }
 
 func step(script string) string {
@@ -203,5 +178,38 @@ spec:
 				t.Errorf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The controller finds its TaskRuns by the labels compile gives them, so labels the
+// Pipeline sets on a task (taskSpec.metadata, taskRunSpecs[].metadata) add to them but
+// never replace them.
+func TestUserLabelsDoNotReplaceOurs(t *testing.T) {
+	c, err := compileDoc(t, `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  taskRunSpecs:
+  - pipelineTaskName: a
+    metadata: {labels: {tekton.dev/customRun: forged, team: blue}}
+  pipelineSpec:
+    tasks:
+    - name: a
+      taskSpec:
+        metadata: {labels: {app.kubernetes.io/managed-by: someone-else, tier: build}}
+        steps: [{name: s, image: busybox, script: "x"}]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Tasks[0].TaskRun.Labels
+	want := map[string]string{
+		pipeline.CustomRunKey: "r", v1.ManagedByLabelKey: v1alpha1.ManagedBy, // ours win
+		"team": "blue", "tier": "build", // the user's are kept
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("label %s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,13 @@ const (
 	// (hazard 2) nor retries them.
 	TaskRunManagedBy = "pipelineinpod.tekton.dev/controller"
 )
+
+// ChildLabels are the labels of everything made for a CustomRun (child TaskRuns, the
+// pod, PVCs): the managed-by label is what the controller's filtered informers select,
+// Tekton's customRun label finds a run's children.
+func ChildLabels(cr *v1beta1.CustomRun) map[string]string {
+	return map[string]string{pipeline.CustomRunKey: cr.Name, v1.ManagedByLabelKey: ManagedBy}
+}
 
 // Spec is the `spec` of an inline customSpec: the part of a PipelineRun's spec that a
 // CustomRun has no field for. Params, workspaces, serviceAccountName, timeout and

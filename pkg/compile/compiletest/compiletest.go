@@ -1,0 +1,65 @@
+// Package compiletest compiles runs written as YAML, for the tests of compile and of
+// the stages after it.
+package compiletest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
+)
+
+// Run is a compiled run and what compiled it, which the later stages take too.
+type Run struct {
+	Ctx        context.Context
+	Compiled   *compile.Compiled
+	Resolver   resolve.Resolver
+	KubeClient *k8sfake.Clientset
+}
+
+// Compile resolves and compiles the one run (PipelineRun or CustomRun) in doc, as the
+// controller does, against fake clientsets holding the doc's Pipelines and the run's
+// default service account. The error is resolve's or compile's.
+func Compile(t testing.TB, doc string) (*Run, error) {
+	t.Helper()
+	ctx, err := v1alpha1.WithTektonConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := render.Parse("doc.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := render.Runs(docs)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs: %v %v", runs, err)
+	}
+	cr := runs[0].CustomRun
+	var pipelines []runtime.Object
+	for _, d := range docs {
+		if p, ok := d.Object.(*v1.Pipeline); ok {
+			p.Namespace = cr.Namespace
+			pipelines = append(pipelines, p)
+		}
+	}
+	r := &Run{Ctx: ctx, KubeClient: k8sfake.NewSimpleClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: cr.Namespace}})}
+	r.Resolver = resolve.NewClientResolver(r.KubeClient, tektonfake.NewSimpleClientset(pipelines...), nil, cr)
+	resolved, err := resolve.Resolve(ctx, r.Resolver, cr)
+	if err != nil {
+		return nil, err
+	}
+	r.Compiled, err = compile.Compile(ctx, cr, resolved)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
