@@ -115,7 +115,8 @@ type Result struct {
 	Value string `json:"value,omitempty"`
 }
 
-// Phase of a task inside the pod.
+// Phase of a task: inside the pod (TaskState) and in the CustomRun's per-task summary,
+// which the controller derives from it.
 type Phase string
 
 const (
@@ -124,11 +125,15 @@ const (
 	PhaseSucceeded Phase = "Succeeded"
 	PhaseFailed    Phase = "Failed"
 	PhaseSkipped   Phase = "Skipped"
+	// PhaseCancelled is the controller's only: a task that the end of its CustomRun
+	// (cancel, timeout, a pod failure) stopped. The entrypoints never write it; they
+	// report a task cancelled inside the pod as Failed with Tekton's cancel reason.
+	PhaseCancelled Phase = "Cancelled"
 )
 
 // IsTerminal tells whether the task will not change any more.
 func (p Phase) IsTerminal() bool {
-	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseSkipped
+	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseSkipped || p == PhaseCancelled
 }
 
 // TaskState is what a task's leader publishes in status.json and what the reporter

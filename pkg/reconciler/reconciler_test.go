@@ -203,7 +203,7 @@ func TestTransitions(t *testing.T) {
 					t.Errorf("skipped TaskRun: %q start %v", c.Message, tr.Status.StartTime)
 				}
 				s := observe.DecodeSummary(h.cr().Status.ExtraFields)
-				if ts, _ := s.Task(tr.Name); ts.State != observe.StateSkipped || ts.Reason != string(v1.WhenExpressionsSkip) {
+				if ts, _ := s.Task(tr.Name); ts.State != plan.PhaseSkipped || ts.Reason != string(v1.WhenExpressionsSkip) {
 					t.Errorf("summary = %+v", ts)
 				}
 				if c := h.cr().Status.GetCondition(apis.ConditionSucceeded); !strings.HasPrefix(c.Message, "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 1") {

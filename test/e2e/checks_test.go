@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"knative.dev/pkg/apis"
@@ -134,7 +135,7 @@ func (e *env) checkSucceededChildren(cr *v1beta1.CustomRun, want map[string]want
 				e.t.Errorf("%s: result %s = %q, want %q", where, k, got[k], v)
 			}
 		}
-		if ts, ok := summary.Task(tr.Name); !ok || ts.State != observe.StateSucceeded || ts.PipelineTaskName != task || ts.MemberOf != w.memberOf {
+		if ts, ok := summary.Task(tr.Name); !ok || ts.State != plan.PhaseSucceeded || ts.PipelineTaskName != task || ts.MemberOf != w.memberOf {
 			e.t.Errorf("%s: extraFields entry %+v (found %v), want state Succeeded", where, ts, ok)
 		}
 	}

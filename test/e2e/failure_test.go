@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,7 +56,7 @@ func TestTaskFails(t *testing.T) {
 		t.Errorf("want 4 child TaskRuns, got %d", len(trs))
 	}
 	summary := observe.DecodeSummary(cr.Status.ExtraFields)
-	check := func(task string, status, reason string, state observe.State) *v1.TaskRun {
+	check := func(task string, status, reason string, state plan.Phase) *v1.TaskRun {
 		t.Helper()
 		tr, ok := trs[task]
 		if !ok {
@@ -70,15 +71,15 @@ func TestTaskFails(t *testing.T) {
 		}
 		return tr
 	}
-	check("ok", "True", string(v1.TaskRunReasonSuccessful), observe.StateSucceeded)
-	broken := check("broken", "False", string(v1.TaskRunReasonFailed), observe.StateFailed)
+	check("ok", "True", string(v1.TaskRunReasonSuccessful), plan.PhaseSucceeded)
+	broken := check("broken", "False", string(v1.TaskRunReasonFailed), plan.PhaseFailed)
 	if len(broken.Status.Steps) != 1 || broken.Status.Steps[0].Terminated == nil || broken.Status.Steps[0].Terminated.ExitCode != 1 {
 		t.Errorf("TaskRun %s: want its one step terminated with exit code 1, got %+v", broken.Name, broken.Status.Steps)
 	}
 	if broken.Status.CompletionTime == nil {
 		t.Errorf("TaskRun %s: no completion time", broken.Name)
 	}
-	dependant := check("dependant", "False", observe.ReasonTaskRunSkipped, observe.StateSkipped)
+	dependant := check("dependant", "False", observe.ReasonTaskRunSkipped, plan.PhaseSkipped)
 	if dependant.Status.StartTime != nil {
 		t.Errorf("TaskRun %s: a skipped task has a start time %v", dependant.Name, dependant.Status.StartTime)
 	}
@@ -90,7 +91,7 @@ func TestTaskFails(t *testing.T) {
 			t.Errorf("the skipped task's step ran: %q", log)
 		}
 	}
-	cleanup := check("cleanup", "True", string(v1.TaskRunReasonSuccessful), observe.StateSucceeded)
+	cleanup := check("cleanup", "True", string(v1.TaskRunReasonSuccessful), plan.PhaseSucceeded)
 	if cleanup.Labels[labelMemberOf] != "finally" {
 		t.Errorf("TaskRun %s: label %s = %q, want finally", cleanup.Name, labelMemberOf, cleanup.Labels[labelMemberOf])
 	}
@@ -129,7 +130,7 @@ func (e *env) waitTaskRunning(crName, task string) {
 		}
 		for _, ts := range observe.DecodeSummary(cr.Status.ExtraFields).TaskRuns {
 			if ts.PipelineTaskName == task {
-				return ts.State == observe.StateRunning, "state " + string(ts.State)
+				return ts.State == plan.PhaseRunning, "state " + string(ts.State)
 			}
 		}
 		return false, "not in extraFields: " + string(cr.Status.ExtraFields.Raw)
