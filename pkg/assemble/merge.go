@@ -24,8 +24,8 @@ var sharedVolumes = map[string]bool{
 }
 
 const (
-	readyAnnotation      = "tekton.dev/ready"
-	readyAnnotationValue = "READY"
+	readyAnnotation      = plan.ReadyAnnotation
+	readyAnnotationValue = plan.ReadyAnnotationValue
 	entrypointInPod      = "/tekton/bin/entrypoint"
 	entrypointInImage    = "/ko-app/entrypoint"
 	binDir               = "/tekton/bin"

@@ -31,8 +31,8 @@ import (
 // readyAnnotation is Tekton's: the first step of a task with sidecars waits for the
 // downward-API file it projects (/tekton/downward/ready).
 const (
-	readyAnnotation      = "tekton.dev/ready"
-	readyAnnotationValue = "READY"
+	readyAnnotation      = plan.ReadyAnnotation
+	readyAnnotationValue = plan.ReadyAnnotationValue
 )
 
 // start prepares the attempt and creates what it needs, in the order the pod needs them:
