@@ -19,8 +19,11 @@ import (
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	tektonpod "github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
 )
 
 // TaskRunManagedBy is the spec.managedBy of every child TaskRun (see v1alpha1).
@@ -195,7 +198,7 @@ func (o *Observation) Count() Counts {
 			c.Cancelled++
 			// Cancelled by the pipeline's own timeout inside the pod (the entrypoints
 			// use Tekton's message for it).
-			if cc := t.Status.GetCondition("Succeeded"); cc != nil && strings.Contains(cc.Message, string(v1.TaskRunCancelledByPipelineTimeoutMsg)) {
+			if cc := t.Status.GetCondition(apis.ConditionSucceeded); cc != nil && strings.Contains(cc.Message, string(v1.TaskRunCancelledByPipelineTimeoutMsg)) {
 				c.TimedOut++
 			}
 		case plan.PhaseSkipped:
@@ -246,11 +249,11 @@ func (o *Observation) Verdict() Verdict {
 	}
 	switch {
 	case c.TimedOut > 0:
-		return Verdict{Reason: "CustomRunTimedOut", Message: msg}
+		return Verdict{Reason: string(v1beta1.CustomRunReasonTimedOut), Message: msg}
 	case c.Failed > 0 || c.Cancelled > 0:
-		return Verdict{Reason: "Failed", Message: msg}
+		return Verdict{Reason: string(v1beta1.CustomRunReasonFailed), Message: msg}
 	}
-	return Verdict{Succeeded: true, Reason: "Succeeded", Message: msg}
+	return Verdict{Succeeded: true, Reason: string(v1beta1.CustomRunReasonSuccessful), Message: msg}
 }
 
 // failedTasks names the failed tasks and their messages, so the CustomRun's message
@@ -262,7 +265,7 @@ func (o *Observation) failedTasks() string {
 			continue
 		}
 		msg := ""
-		if c := t.Status.GetCondition("Succeeded"); c != nil {
+		if c := t.Status.GetCondition(apis.ConditionSucceeded); c != nil {
 			msg = c.Message
 		}
 		parts = append(parts, fmt.Sprintf("task %q (TaskRun %q) %s: %s", t.Task.PipelineTask, t.Task.TaskRun, t.Reason, truncate(msg, 512)))
@@ -310,7 +313,7 @@ func onlyStepContainers(pod *corev1.Pod) bool {
 		return false
 	}
 	for _, c := range pod.Spec.Containers {
-		if !strings.HasPrefix(c.Name, "step-") {
+		if !tektonpod.IsContainerStep(c.Name) {
 			return false
 		}
 	}
