@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/executor"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/cmd/entrypoint/subcommands"
 	"github.com/tektoncd/pipeline/pkg/credentials/dockercreds"
 	"github.com/tektoncd/pipeline/pkg/credentials/gitcreds"
