@@ -26,13 +26,8 @@ import (
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
 )
 
@@ -52,19 +47,12 @@ var (
 	}
 )
 
-type clients struct {
-	kube   kubernetes.Interface
-	tekton versioned.Interface
-}
-
 func main() {
 	flag.Parse()
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	c, err := cluster.Connect(*kubeconfig)
 	if err != nil {
 		fatal(err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
-	c := clients{kube: kubernetes.NewForConfigOrDie(cfg), tekton: versioned.NewForConfigOrDie(cfg)}
 	var files []string
 	err = filepath.WalkDir(*dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") && (*only == "" || regexp.MustCompile(*only).MatchString(p)) {
@@ -100,7 +88,7 @@ func fatal(err error) {
 	os.Exit(2)
 }
 
-func runFile(ctx context.Context, c clients, path, rel, ns string) error {
+func runFile(ctx context.Context, c *cluster.Clients, path, rel, ns string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -119,17 +107,16 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 	if len(runs) == 0 {
 		return fmt.Errorf("no PipelineRun in the file")
 	}
-	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return err
+	made, err := c.CreateNamespace(ctx, ns)
+	if made && !*keepNS {
+		defer c.DeleteNamespace(context.Background(), ns)
 	}
-	if !*keepNS {
-		defer c.kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-	}
-	if err := waitForDefaultSA(ctx, c, ns); err != nil {
+	if err != nil {
 		return err
 	}
 	for _, d := range docs {
-		if err := apply(ctx, c, ns, d); err != nil {
+		// Runs are not created as they are: each becomes a CustomRun below.
+		if _, err := c.Create(ctx, ns, d.Object); err != nil {
 			return fmt.Errorf("%s: %w", d.Source, err)
 		}
 	}
@@ -137,14 +124,11 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 	var created []*v1beta1.CustomRun
 	for _, r := range runs {
 		cr := r.CustomRun.DeepCopy()
-		cr.Namespace, cr.UID, cr.ResourceVersion = ns, "", ""
+		cr.UID, cr.ResourceVersion = "", ""
 		if cr.GenerateName != "" {
 			cr.Name = ""
 		}
-		if cr.Spec.ServiceAccountName == "" {
-			cr.Spec.ServiceAccountName = "default"
-		}
-		got, err := c.tekton.TektonV1beta1().CustomRuns(ns).Create(ctx, cr, metav1.CreateOptions{})
+		got, err := c.CreateCustomRun(ctx, ns, cr)
 		if err != nil {
 			return fmt.Errorf("%s: creating the CustomRun for %s %s: %w", r.Source, r.Kind, r.Name, err)
 		}
@@ -156,9 +140,9 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 	}
 	var problems []string
 	for i, cr := range created {
-		done, took, err := wait(ctx, c, ns, cr.Name, limit)
+		done, took, err := c.WaitCustomRunDone(ctx, ns, cr.Name, limit)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("run %d (%s): %v", i+1, cr.Name, err))
+			problems = append(problems, fmt.Sprintf("run %d (%s): %v%s", i+1, cr.Name, err, failedTasks(ctx, c, ns, cr.Name)))
 			continue
 		}
 		cond := done.Status.GetCondition(apis.ConditionSucceeded)
@@ -182,77 +166,16 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 	return nil
 }
 
-func waitForDefaultSA(ctx context.Context, c clients, ns string) error {
-	for i := 0; i < 100; i++ {
-		if _, err := c.kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("namespace %s has no default service account", ns)
-}
-
-func apply(ctx context.Context, c clients, ns string, d render.Document) error {
-	obj := d.Object.DeepCopyObject()
-	obj.(metav1.Object).SetNamespace(ns)
-	opts := metav1.CreateOptions{}
-	var err error
-	switch o := obj.(type) {
-	case *v1.Pipeline:
-		_, err = c.tekton.TektonV1().Pipelines(ns).Create(ctx, o, opts)
-	case *v1.Task:
-		_, err = c.tekton.TektonV1().Tasks(ns).Create(ctx, o, opts)
-	case *v1beta1.StepAction:
-		_, err = c.tekton.TektonV1beta1().StepActions(ns).Create(ctx, o, opts)
-	case *corev1.ConfigMap:
-		_, err = c.kube.CoreV1().ConfigMaps(ns).Create(ctx, o, opts)
-	case *corev1.Secret:
-		_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, o, opts)
-	case *corev1.ServiceAccount:
-		_, err = c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, o, opts)
-	case *corev1.PersistentVolumeClaim:
-		_, err = c.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, o, opts)
-	}
-	return err
-}
-
-func wait(ctx context.Context, c clients, ns, name string, limit time.Duration) (*v1beta1.CustomRun, time.Duration, error) {
-	start := time.Now()
-	var last *v1beta1.CustomRun
-	for time.Since(start) < limit {
-		cr, err := c.tekton.TektonV1beta1().CustomRuns(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			last = cr
-			if cr.IsDone() {
-				return cr, time.Since(start), nil
-			}
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	state := "no status"
-	if last != nil {
-		if cond := last.Status.GetCondition(apis.ConditionSucceeded); cond != nil {
-			state = fmt.Sprintf("%s/%s %q", cond.Status, cond.Reason, cond.Message)
-		}
-	}
-	return nil, 0, fmt.Errorf("not done after %s (%s)%s", limit, state, failedTasks(ctx, c, ns, name))
-}
-
 // failedTasks names the child TaskRuns that did not succeed, to make a failure readable.
-func failedTasks(ctx context.Context, c clients, ns, cr string) string {
-	trs, err := c.tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/customRun=" + cr})
+func failedTasks(ctx context.Context, c *cluster.Clients, ns, cr string) string {
+	trs, err := c.ChildTaskRuns(ctx, ns, cr)
 	if err != nil {
 		return ""
 	}
 	var b bytes.Buffer
-	for _, tr := range trs.Items {
-		cond := tr.Status.GetCondition(apis.ConditionSucceeded)
-		if cond == nil || !cond.IsTrue() {
-			state := "no status"
-			if cond != nil {
-				state = fmt.Sprintf("%s/%s %q", cond.Status, cond.Reason, cond.Message)
-			}
-			fmt.Fprintf(&b, "; TaskRun %s: %s", tr.Name, state)
+	for _, tr := range trs {
+		if cond := tr.Status.GetCondition(apis.ConditionSucceeded); cond == nil || !cond.IsTrue() {
+			fmt.Fprintf(&b, "; TaskRun %s: %s", tr.Name, cluster.ConditionString(cond))
 		}
 	}
 	return b.String()

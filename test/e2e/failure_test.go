@@ -9,6 +9,8 @@ import (
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,7 +50,7 @@ func TestTaskFails(t *testing.T) {
 	cr, took := e.waitCustomRunDone(cr.Name, runLimit)
 	t.Logf("CustomRun %s done after %s", cr.Name, took.Round(time.Millisecond))
 	if c := cr.Status.GetCondition(apis.ConditionSucceeded); !c.IsFalse() || c.Reason != string(v1beta1.CustomRunReasonFailed) {
-		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonFailed, conditionString(c))
+		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonFailed, cluster.ConditionString(c))
 	}
 	pod := e.onePod(cr.Name)
 	trs := e.childTaskRuns(cr.Name)
@@ -64,7 +66,7 @@ func TestTaskFails(t *testing.T) {
 		}
 		c := tr.Status.GetCondition(apis.ConditionSucceeded)
 		if c == nil || string(c.Status) != status || c.Reason != reason {
-			t.Errorf("TaskRun %s (%s): want %s/%s, got %s", tr.Name, task, status, reason, conditionString(c))
+			t.Errorf("TaskRun %s (%s): want %s/%s, got %s", tr.Name, task, status, reason, cluster.ConditionString(c))
 		}
 		if ts, _ := summary.Task(tr.Name); ts.State != state {
 			t.Errorf("TaskRun %s (%s): extraFields state %q, want %q", tr.Name, task, ts.State, state)
@@ -92,8 +94,8 @@ func TestTaskFails(t *testing.T) {
 		}
 	}
 	cleanup := check("cleanup", "True", string(v1.TaskRunReasonSuccessful), plan.PhaseSucceeded)
-	if cleanup.Labels[labelMemberOf] != "finally" {
-		t.Errorf("TaskRun %s: label %s = %q, want finally", cleanup.Name, labelMemberOf, cleanup.Labels[labelMemberOf])
+	if cleanup.Labels[pipeline.MemberOfLabelKey] != "finally" {
+		t.Errorf("TaskRun %s: label %s = %q, want finally", cleanup.Name, pipeline.MemberOfLabelKey, cleanup.Labels[pipeline.MemberOfLabelKey])
 	}
 	if len(cleanup.Status.Steps) != 1 {
 		t.Fatalf("TaskRun %s: want one step, got %+v", cleanup.Name, cleanup.Status.Steps)
@@ -121,12 +123,12 @@ pipelineSpec:
 func (e *env) waitTaskRunning(crName, task string) {
 	e.t.Helper()
 	e.poll(2*time.Minute, "pipeline task "+task+" to run", func() (bool, string) {
-		cr, err := tekton.TektonV1beta1().CustomRuns(e.ns).Get(e.ctx, crName, metav1.GetOptions{})
+		cr, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).Get(e.ctx, crName, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
 		if cr.IsDone() {
-			e.t.Fatalf("CustomRun %s ended before %s ran: %s", crName, task, conditionString(cr.Status.GetCondition(apis.ConditionSucceeded)))
+			e.t.Fatalf("CustomRun %s ended before %s ran: %s", crName, task, cluster.ConditionString(cr.Status.GetCondition(apis.ConditionSucceeded)))
 		}
 		for _, ts := range observe.DecodeSummary(cr.Status.ExtraFields).TaskRuns {
 			if ts.PipelineTaskName == task {
@@ -153,7 +155,7 @@ func (e *env) checkEndedRun(cr *v1beta1.CustomRun, runningTask string) {
 	}
 	for task, tr := range trs {
 		if !taskRunDone(tr) {
-			e.t.Errorf("TaskRun %s (%s) left %s", tr.Name, task, conditionString(tr.Status.GetCondition(apis.ConditionSucceeded)))
+			e.t.Errorf("TaskRun %s (%s) left %s", tr.Name, task, cluster.ConditionString(tr.Status.GetCondition(apis.ConditionSucceeded)))
 		}
 		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c.IsTrue() {
 			e.t.Errorf("TaskRun %s (%s) Succeeded in an ended run", tr.Name, task)
@@ -164,7 +166,7 @@ func (e *env) checkEndedRun(cr *v1beta1.CustomRun, runningTask string) {
 	}
 	if tr := trs[runningTask]; tr != nil {
 		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Reason != string(v1.TaskRunReasonCancelled) {
-			e.t.Errorf("TaskRun %s (%s, running when the run ended): want reason %s, got %s", tr.Name, runningTask, v1.TaskRunReasonCancelled, conditionString(c))
+			e.t.Errorf("TaskRun %s (%s, running when the run ended): want reason %s, got %s", tr.Name, runningTask, v1.TaskRunReasonCancelled, cluster.ConditionString(c))
 		}
 	}
 }
@@ -179,7 +181,7 @@ func TestCancel(t *testing.T) {
 
 	patch := `{"spec":{"status":"` + string(v1beta1.CustomRunSpecStatusCancelled) + `","statusMessage":"cancelled by the e2e test"}}`
 	start := time.Now()
-	if _, err := tekton.TektonV1beta1().CustomRuns(e.ns).Patch(e.ctx, cr.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).Patch(e.ctx, cr.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("cancelling: %v", err)
 	}
 	cr, _ = e.waitCustomRunDone(cr.Name, time.Minute)
@@ -189,7 +191,7 @@ func TestCancel(t *testing.T) {
 		t.Errorf("cancelling took %s, want under 30s", took.Round(time.Millisecond))
 	}
 	if c := cr.Status.GetCondition(apis.ConditionSucceeded); !c.IsFalse() || c.Reason != string(v1beta1.CustomRunReasonCancelled) {
-		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonCancelled, conditionString(c))
+		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonCancelled, cluster.ConditionString(c))
 	}
 	e.checkEndedRun(cr, "sleepy")
 }
@@ -212,7 +214,7 @@ func TestTimeout(t *testing.T) {
 	}
 	c := cr.Status.GetCondition(apis.ConditionSucceeded)
 	if !c.IsFalse() || c.Reason != string(v1beta1.CustomRunReasonTimedOut) {
-		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonTimedOut, conditionString(c))
+		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonTimedOut, cluster.ConditionString(c))
 	}
 	e.checkEndedRun(cr, "sleepy")
 }
