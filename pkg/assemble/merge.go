@@ -24,8 +24,6 @@ var sharedVolumes = map[string]bool{
 }
 
 const (
-	readyAnnotation      = "tekton.dev/ready"
-	readyAnnotationValue = "READY"
 	entrypointInPod      = "/tekton/bin/entrypoint"
 	entrypointInImage    = "/ko-app/entrypoint"
 	// binVolume and binDir are Tekton's (unexported) entrypoint volume and its mount.
@@ -55,7 +53,7 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 	if m.first == nil {
 		m.first = p
 	}
-	if p.Annotations[readyAnnotation] != readyAnnotationValue {
+	if p.Annotations[plan.ReadyAnnotation] != plan.ReadyAnnotationValue {
 		m.ready = false
 	}
 	vn := newVolumeNames(t)
@@ -247,7 +245,7 @@ func (m *merger) pod(c *compile.Compiled, encodedPlan string) (*corev1.Pod, erro
 	}
 	annotations := map[string]string{plan.AnnotationPlan: encodedPlan}
 	if m.ready {
-		annotations[readyAnnotation] = readyAnnotationValue
+		annotations[plan.ReadyAnnotation] = plan.ReadyAnnotationValue
 	}
 	spec := *m.first.Spec.DeepCopy()
 	spec.InitContainers = m.initContainers()

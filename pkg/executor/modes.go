@@ -17,6 +17,7 @@ import (
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/cmd/entrypoint/subcommands"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // runInit prepares the pod before any container starts: the binary every container
@@ -92,7 +93,7 @@ func runReport(cfg Config) error {
 		w.Write(b)
 		return w.WriteByte('\n')
 	}
-	for {
+	return wait.PollUntilContextCancel(context.Background(), cfg.ReportPoll, true, func(context.Context) (bool, error) {
 		all := true
 		for _, t := range p.Tasks {
 			if final[t.Key] {
@@ -113,20 +114,16 @@ func runReport(cfg Config) error {
 				st.Steps = liveSteps(cfg.StateDir, &t)
 			}
 			if err := emit(plan.ReportLine{Task: st}); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if all {
 			if err := emit(plan.ReportLine{Done: true}); err != nil {
-				return err
+				return false, err
 			}
-			return w.Flush()
 		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
-		time.Sleep(cfg.ReportPoll)
-	}
+		return all, w.Flush()
+	})
 }
 
 func liveSteps(stateDir string, t *plan.Task) []plan.StepState {

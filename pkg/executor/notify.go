@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // safetyInterval bounds a wait that relies on inotify, should an event be lost (a
@@ -84,23 +86,17 @@ func (n *notifier) block(timeout time.Duration) {
 // waitFor calls check until it reports done, fails or ctx ends, re-checking whenever
 // something changes in dirs, or every interval where that cannot be watched.
 func waitFor(ctx context.Context, interval time.Duration, dirs []string, check func() (bool, error)) error {
-	watched := len(dirs) > 0 && changes.watch(dirs)
+	if len(dirs) == 0 || !changes.watch(dirs) {
+		return wait.PollUntilContextCancel(ctx, interval, true, func(context.Context) (bool, error) { return check() })
+	}
 	for {
 		done, err := check()
 		if done || err != nil {
 			return err
 		}
-		if watched {
-			changes.block(safetyInterval)
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
+		changes.block(safetyInterval)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }

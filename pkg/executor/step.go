@@ -81,6 +81,9 @@ func runStep(cfg Config) (int, error) {
 	}
 	s := &step{cfg: cfg, plan: p, task: t, name: cfg.StepName, env: os.Environ()}
 	if s.name == "" {
+		// Not Tekton's pod.TrimStepPrefix: its package brings the pod builder and the
+		// cloud registries' clients (some 200 packages) into this binary, which init
+		// copies into every pod.
 		s.name = strings.TrimPrefix(t.Steps[cfg.Step], "step-")
 	}
 	if err := s.linkStepDir(); err != nil {

@@ -11,16 +11,19 @@ package observe
 
 import (
 	"fmt"
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	tektonpod "github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
 )
 
 // TaskRunManagedBy is the spec.managedBy of every child TaskRun (see v1alpha1).
@@ -120,29 +123,12 @@ type Input struct {
 // TaskOutcome is one task's computed state.
 type TaskOutcome struct {
 	Task   plan.Task
-	State  State
+	State  plan.Phase
 	Reason string
 	// Status is what the child TaskRun's status should be; Write says whether it should be
 	// written at all (false when the TaskRun is missing, or keeping what is stored is right).
 	Status v1.TaskRunStatus
 	Write  bool
-}
-
-// State of a task in the CustomRun's summary.
-type State string
-
-const (
-	StatePending   State = "Pending"
-	StateRunning   State = "Running"
-	StateSucceeded State = "Succeeded"
-	StateFailed    State = "Failed"
-	StateSkipped   State = "Skipped"
-	StateCancelled State = "Cancelled"
-)
-
-// Terminal tells whether the state is final.
-func (s State) Terminal() bool {
-	return s == StateSucceeded || s == StateFailed || s == StateSkipped || s == StateCancelled
 }
 
 // Observation is the result of Observe.
@@ -166,7 +152,7 @@ func Observe(in Input) *Observation {
 	o := &Observation{End: end, Over: true}
 	for _, t := range in.Tasks {
 		out := taskOutcome(in, t, end)
-		if !out.State.Terminal() {
+		if !out.State.IsTerminal() {
 			o.Over = false
 		}
 		o.Tasks = append(o.Tasks, out)
@@ -197,22 +183,22 @@ func (o *Observation) Count() Counts {
 	c := Counts{Skipped: o.SkippedBefore}
 	for _, t := range o.Tasks {
 		switch t.State {
-		case StateSucceeded:
+		case plan.PhaseSucceeded:
 			c.Succeeded++
-		case StateFailed:
+		case plan.PhaseFailed:
 			if t.Reason == string(v1.TaskRunReasonFailureIgnored) {
 				c.IgnoredFailed++
 			} else {
 				c.Failed++
 			}
-		case StateCancelled:
+		case plan.PhaseCancelled:
 			c.Cancelled++
 			// Cancelled by the pipeline's own timeout inside the pod (the entrypoints
 			// use Tekton's message for it).
-			if cc := t.Status.GetCondition("Succeeded"); cc != nil && strings.Contains(cc.Message, string(v1.TaskRunCancelledByPipelineTimeoutMsg)) {
+			if cc := t.Status.GetCondition(apis.ConditionSucceeded); cc != nil && strings.Contains(cc.Message, string(v1.TaskRunCancelledByPipelineTimeoutMsg)) {
 				c.TimedOut++
 			}
-		case StateSkipped:
+		case plan.PhaseSkipped:
 			c.Skipped++
 			if t.Reason == string(v1.PipelineTimedOutSkip) {
 				c.TimedOut++
@@ -260,11 +246,11 @@ func (o *Observation) Verdict() Verdict {
 	}
 	switch {
 	case c.TimedOut > 0:
-		return Verdict{Reason: "CustomRunTimedOut", Message: msg}
+		return Verdict{Reason: string(v1beta1.CustomRunReasonTimedOut), Message: msg}
 	case c.Failed > 0 || c.Cancelled > 0:
-		return Verdict{Reason: "Failed", Message: msg}
+		return Verdict{Reason: string(v1beta1.CustomRunReasonFailed), Message: msg}
 	}
-	return Verdict{Succeeded: true, Reason: "Succeeded", Message: msg}
+	return Verdict{Succeeded: true, Reason: string(v1beta1.CustomRunReasonSuccessful), Message: msg}
 }
 
 // failedTasks names the failed tasks and their messages, so the CustomRun's message
@@ -272,11 +258,11 @@ func (o *Observation) Verdict() Verdict {
 func (o *Observation) failedTasks() string {
 	var parts []string
 	for _, t := range o.Tasks {
-		if t.State != StateFailed || t.Reason == string(v1.TaskRunReasonFailureIgnored) {
+		if t.State != plan.PhaseFailed || t.Reason == string(v1.TaskRunReasonFailureIgnored) {
 			continue
 		}
 		msg := ""
-		if c := t.Status.GetCondition("Succeeded"); c != nil {
+		if c := t.Status.GetCondition(apis.ConditionSucceeded); c != nil {
 			msg = c.Message
 		}
 		parts = append(parts, fmt.Sprintf("task %q (TaskRun %q) %s: %s", t.Task.PipelineTask, t.Task.TaskRun, t.Reason, truncate(msg, 512)))
@@ -324,7 +310,7 @@ func onlyStepContainers(pod *corev1.Pod) bool {
 		return false
 	}
 	for _, c := range pod.Spec.Containers {
-		if !strings.HasPrefix(c.Name, "step-") {
+		if !tektonpod.IsContainerStep(c.Name) {
 			return false
 		}
 	}

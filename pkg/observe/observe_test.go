@@ -93,7 +93,7 @@ func TestFinalWins(t *testing.T) {
 	in := Input{Tasks: []plan.Task{build}, PodName: "run-pod", Report: map[string]plan.TaskState{"build": {Key: "build", Phase: plan.PhaseRunning, StartTime: at(0)}},
 		TaskRuns: map[string]*v1.TaskRun{"run-build": tr}, Now: *at(time.Minute)}
 	o := Observe(in)
-	if got := condOf(o.Tasks[0].Status); got != "False/TaskRunCancelled" || o.Tasks[0].State != StateCancelled {
+	if got := condOf(o.Tasks[0].Status); got != "False/TaskRunCancelled" || o.Tasks[0].State != plan.PhaseCancelled {
 		t.Errorf("got %s %s", got, o.Tasks[0].State)
 	}
 }
@@ -181,7 +181,7 @@ func TestPipelineResults(t *testing.T) {
 	str := func(name, v string) v1.TaskRunResult {
 		return v1.TaskRunResult{Name: name, Type: v1.ResultsTypeString, Value: *v1.NewStructuredValues(v)}
 	}
-	outcome := func(pt string, s State, results ...v1.TaskRunResult) TaskOutcome {
+	outcome := func(pt string, s plan.Phase, results ...v1.TaskRunResult) TaskOutcome {
 		o := TaskOutcome{Task: plan.Task{PipelineTask: pt}, State: s}
 		o.Status.Results = results
 		return o
@@ -200,12 +200,12 @@ func TestPipelineResults(t *testing.T) {
 	}{{
 		name:  "string",
 		spec:  []v1.PipelineResult{spec("r", "$(tasks.a.results.x)-suffix")},
-		tasks: []TaskOutcome{outcome("a", StateSucceeded, str("x", "v"))},
+		tasks: []TaskOutcome{outcome("a", plan.PhaseSucceeded, str("x", "v"))},
 		want:  []v1beta1.CustomRunResult{{Name: "r", Value: "v-suffix"}},
 	}, {
 		name:  "skipped task: left out",
 		spec:  []v1.PipelineResult{spec("r", "$(tasks.a.results.x)"), spec("s", "$(tasks.b.results.y)")},
-		tasks: []TaskOutcome{outcome("a", StateSucceeded, str("x", "v")), outcome("b", StateSkipped)},
+		tasks: []TaskOutcome{outcome("a", plan.PhaseSucceeded, str("x", "v")), outcome("b", plan.PhaseSkipped)},
 		want:  []v1beta1.CustomRunResult{{Name: "r", Value: "v"}},
 	}, {
 		name:    "skipped before running (no TaskRun): left out",
@@ -214,13 +214,13 @@ func TestPipelineResults(t *testing.T) {
 	}, {
 		name:     "matrix: arrays of the instances' results",
 		spec:     []v1.PipelineResult{{Name: "all", Value: *v1.NewStructuredValues("$(tasks.m.results.x[*])")}},
-		tasks:    []TaskOutcome{outcome("m", StateSucceeded, str("x", "1")), outcome("m", StateSucceeded, str("x", "2"))},
+		tasks:    []TaskOutcome{outcome("m", plan.PhaseSucceeded, str("x", "1")), outcome("m", plan.PhaseSucceeded, str("x", "2"))},
 		matrixed: map[string]bool{"m": true},
 		want:     []v1beta1.CustomRunResult{{Name: "all", Value: `["1","2"]`}},
 	}, {
 		name:  "missing result of a succeeded task",
 		spec:  []v1.PipelineResult{spec("r", "$(tasks.a.results.nope)")},
-		tasks: []TaskOutcome{outcome("a", StateSucceeded)},
+		tasks: []TaskOutcome{outcome("a", plan.PhaseSucceeded)},
 		err:   true,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,7 +238,7 @@ func TestPipelineResults(t *testing.T) {
 // The summary is encoded the way the API server hands it back (keys sorted), so an
 // unchanged summary compares equal and is not written again.
 func TestSummaryEncoding(t *testing.T) {
-	s := Summary{PipelineName: "p", PodName: "run-pod", TaskRuns: []TaskSummary{{Name: "run-a", PipelineTaskName: "a", MemberOf: "tasks", State: StateRunning, Reason: "Running"}}}
+	s := Summary{PipelineName: "p", PodName: "run-pod", TaskRuns: []TaskSummary{{Name: "run-a", PipelineTaskName: "a", MemberOf: "tasks", State: plan.PhaseRunning, Reason: "Running"}}}
 	raw, err := s.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -255,11 +255,11 @@ func TestSummaryEncoding(t *testing.T) {
 }
 
 func TestVerdict(t *testing.T) {
-	o := func(states ...State) *Observation {
+	o := func(states ...plan.Phase) *Observation {
 		obs := &Observation{Over: true}
 		for _, s := range states {
 			reason := ""
-			if s == StateSkipped {
+			if s == plan.PhaseSkipped {
 				reason = string(v1.WhenExpressionsSkip)
 			}
 			obs.Tasks = append(obs.Tasks, TaskOutcome{Task: plan.Task{PipelineTask: "t", TaskRun: "r"}, State: s, Reason: reason})
@@ -270,12 +270,12 @@ func TestVerdict(t *testing.T) {
 		obs  *Observation
 		want string
 	}{
-		{o(StateSucceeded, StateSkipped), "true/Succeeded"},
-		{o(StateSucceeded, StateFailed), "false/Failed"},
-		{o(StateSucceeded, StateCancelled), "false/Failed"},
-		{&Observation{Tasks: []TaskOutcome{{State: StateSkipped, Reason: string(v1.PipelineTimedOutSkip)}}}, "false/CustomRunTimedOut"},
-		{&Observation{Tasks: []TaskOutcome{{State: StateFailed, Reason: string(v1.TaskRunReasonFailureIgnored)}}}, "true/Succeeded"},
-		{&Observation{Tasks: []TaskOutcome{{State: StateCancelled, Status: v1.TaskRunStatus{Status: duckv1.Status{Conditions: duckv1.Conditions{{
+		{o(plan.PhaseSucceeded, plan.PhaseSkipped), "true/Succeeded"},
+		{o(plan.PhaseSucceeded, plan.PhaseFailed), "false/Failed"},
+		{o(plan.PhaseSucceeded, plan.PhaseCancelled), "false/Failed"},
+		{&Observation{Tasks: []TaskOutcome{{State: plan.PhaseSkipped, Reason: string(v1.PipelineTimedOutSkip)}}}, "false/CustomRunTimedOut"},
+		{&Observation{Tasks: []TaskOutcome{{State: plan.PhaseFailed, Reason: string(v1.TaskRunReasonFailureIgnored)}}}, "true/Succeeded"},
+		{&Observation{Tasks: []TaskOutcome{{State: plan.PhaseCancelled, Status: v1.TaskRunStatus{Status: duckv1.Status{Conditions: duckv1.Conditions{{
 			Type: apis.ConditionSucceeded, Status: corev1.ConditionFalse, Reason: "TaskRunCancelled",
 			Message: `TaskRun "r" was cancelled. ` + string(v1.TaskRunCancelledByPipelineTimeoutMsg)}}}}}}}, "false/CustomRunTimedOut"},
 	} {
@@ -298,7 +298,7 @@ func TestSkippedTaskSteps(t *testing.T) {
 		TaskRuns: map[string]*v1.TaskRun{"run-build": managedTaskRun("run-build")}, Now: *at(time.Minute), Bounds: DefaultBounds}
 	o := Observe(in)
 	s := o.Tasks[0].Status
-	if condOf(s) != "False/"+ReasonTaskRunSkipped || o.Tasks[0].State != StateSkipped {
+	if condOf(s) != "False/"+ReasonTaskRunSkipped || o.Tasks[0].State != plan.PhaseSkipped {
 		t.Fatalf("got %s %s", condOf(s), o.Tasks[0].State)
 	}
 	if len(s.Steps) != 1 || s.Steps[0].Terminated == nil || s.Steps[0].TerminationReason != "Skipped" || s.Steps[0].Container != "step-build-0" ||

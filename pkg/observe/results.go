@@ -3,6 +3,7 @@ package observe
 import (
 	"encoding/json"
 
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
@@ -30,18 +31,18 @@ func PipelineResults(spec []v1.PipelineResult, tasks []TaskOutcome, skipped []v1
 		name := t.Task.PipelineTask
 		key := resources.PipelineTaskStatusPrefix + name + resources.PipelineTaskStatusSuffix
 		switch t.State {
-		case StateSucceeded:
+		case plan.PhaseSucceeded:
 			if _, seen := status[key]; !seen {
 				status[key] = string(v1.TaskRunReasonSuccessful)
 			}
-		case StateFailed, StateCancelled:
+		case plan.PhaseFailed, plan.PhaseCancelled:
 			status[key] = string(v1.TaskRunReasonFailed)
 		default:
 			if status[key] != string(v1.TaskRunReasonFailed) {
 				status[key] = resources.PipelineTaskStateNone
 			}
 		}
-		if t.State != StateSucceeded && t.State != StateFailed {
+		if t.State != plan.PhaseSucceeded && t.State != plan.PhaseFailed {
 			continue
 		}
 		if matrixed[name] {

@@ -3,6 +3,7 @@ package observe
 import (
 	"encoding/json"
 
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -26,9 +27,9 @@ type TaskSummary struct {
 	Name             string `json:"name"`
 	PipelineTaskName string `json:"pipelineTaskName"`
 	// MemberOf is "tasks" or "finally", as in the tekton.dev/memberOf label.
-	MemberOf string `json:"memberOf"`
-	State    State  `json:"state"`
-	Reason   string `json:"reason,omitempty"`
+	MemberOf string     `json:"memberOf"`
+	State    plan.Phase `json:"state"`
+	Reason   string     `json:"reason,omitempty"`
 }
 
 // Summarize lists the tasks of an observation.
@@ -86,7 +87,7 @@ func (s Summary) Task(taskRun string) (TaskSummary, bool) {
 func (s Summary) Settled() map[string]TaskSummary {
 	m := map[string]TaskSummary{}
 	for _, t := range s.TaskRuns {
-		if t.State.Terminal() {
+		if t.State.IsTerminal() {
 			m[t.Name] = t
 		}
 	}

@@ -22,7 +22,7 @@ import (
 // over anything stale.
 func taskOutcome(in Input, t plan.Task, end *Ending) TaskOutcome {
 	tr := in.TaskRuns[t.TaskRun]
-	out := TaskOutcome{Task: t, State: StatePending}
+	out := TaskOutcome{Task: t, State: plan.PhasePending}
 
 	var existing v1.TaskRunStatus
 	if tr != nil {
@@ -64,17 +64,17 @@ func taskOutcome(in Input, t plan.Task, end *Ending) TaskOutcome {
 		}
 	}
 
-	if ts, ok := in.Settled[t.TaskRun]; ok && ts.State.Terminal() && !out.State.Terminal() {
+	if ts, ok := in.Settled[t.TaskRun]; ok && ts.State.IsTerminal() && !out.State.IsTerminal() {
 		applySettled(&status, t, ts, in)
 		out.State, out.Reason = ts.State, ts.Reason
 	}
-	if end != nil && !out.State.Terminal() {
+	if end != nil && !out.State.IsTerminal() {
 		reason, message := endingFor(end, t, status.StartTime != nil)
 		applyEnding(&status, t.TaskRun, in.PodName, reason, message, in.Now)
 		out.State, out.Reason = stateOfStatus(status)
 	}
 
-	content := out.State != StatePending || len(status.Steps) > 0
+	content := out.State != plan.PhasePending || len(status.Steps) > 0
 	if content && tr != nil && tr.Spec.TaskSpec != nil {
 		// Tekton records the spec it ran in status.taskSpec; UIs read it from there.
 		status.TaskSpec = tr.Spec.TaskSpec.DeepCopy()
@@ -99,14 +99,14 @@ func taskOutcome(in Input, t plan.Task, end *Ending) TaskOutcome {
 // makes Tekton stop the pod's non-"step-" containers, and a cancelled one makes Tekton
 // delete the pod: then only final TaskRuns of a pod that has no other containers name it,
 // and the rest do once the attempt is over (see Observe).
-func podNameAllowed(tr *v1.TaskRun, s State, pod *corev1.Pod) bool {
-	if tr == nil || s == StatePending {
+func podNameAllowed(tr *v1.TaskRun, s plan.Phase, pod *corev1.Pod) bool {
+	if tr == nil || s == plan.PhasePending {
 		return false
 	}
 	if tr.Spec.ManagedBy != nil && *tr.Spec.ManagedBy == TaskRunManagedBy {
 		return true
 	}
-	return s.Terminal() && onlyStepContainers(pod)
+	return s.IsTerminal() && onlyStepContainers(pod)
 }
 
 func resetCurrent(s *v1.TaskRunStatus) {
@@ -232,38 +232,38 @@ func attemptStatus(t plan.Task, tr *v1.TaskRun, a plan.TaskState, podName string
 }
 
 // stateOf maps a reported phase to the summary state.
-func stateOf(s v1.TaskRunStatus, st plan.TaskState) (State, string) {
+func stateOf(s v1.TaskRunStatus, st plan.TaskState) (plan.Phase, string) {
 	switch st.Phase {
 	case plan.PhaseSkipped:
-		return StateSkipped, orDefault(st.Reason, string(v1.WhenExpressionsSkip))
+		return plan.PhaseSkipped, orDefault(st.Reason, string(v1.WhenExpressionsSkip))
 	case plan.PhaseRunning:
-		return StateRunning, string(v1.TaskRunReasonRunning)
+		return plan.PhaseRunning, string(v1.TaskRunReasonRunning)
 	case plan.PhasePending, "":
 		if s.StartTime != nil {
-			return StateRunning, string(v1.TaskRunReasonRunning)
+			return plan.PhaseRunning, string(v1.TaskRunReasonRunning)
 		}
-		return StatePending, string(v1.TaskRunReasonPending)
+		return plan.PhasePending, string(v1.TaskRunReasonPending)
 	}
 	return stateOfStatus(s)
 }
 
 // stateOfStatus maps a stored status to the summary state.
-func stateOfStatus(s v1.TaskRunStatus) (State, string) {
+func stateOfStatus(s v1.TaskRunStatus) (plan.Phase, string) {
 	c := s.GetCondition(apis.ConditionSucceeded)
 	switch {
 	case c == nil || c.IsUnknown():
 		if s.StartTime != nil {
-			return StateRunning, string(v1.TaskRunReasonRunning)
+			return plan.PhaseRunning, string(v1.TaskRunReasonRunning)
 		}
-		return StatePending, string(v1.TaskRunReasonPending)
+		return plan.PhasePending, string(v1.TaskRunReasonPending)
 	case c.IsTrue():
-		return StateSucceeded, c.Reason
+		return plan.PhaseSucceeded, c.Reason
 	case c.Reason == ReasonTaskRunSkipped:
-		return StateSkipped, c.Reason
+		return plan.PhaseSkipped, c.Reason
 	case c.Reason == string(v1.TaskRunReasonCancelled):
-		return StateCancelled, c.Reason
+		return plan.PhaseCancelled, c.Reason
 	}
-	return StateFailed, c.Reason
+	return plan.PhaseFailed, c.Reason
 }
 
 // endingFor picks the reason and message a non-final task ends with.
@@ -291,11 +291,11 @@ func endingFor(end *Ending, t plan.Task, started bool) (string, string) {
 func applySettled(s *v1.TaskRunStatus, t plan.Task, ts TaskSummary, in Input) {
 	var cond apis.Condition
 	switch ts.State {
-	case StateSucceeded:
+	case plan.PhaseSucceeded:
 		cond = apis.Condition{Status: corev1.ConditionTrue, Reason: string(v1.TaskRunReasonSuccessful), Message: succeededMessage}
-	case StateSkipped:
+	case plan.PhaseSkipped:
 		cond = apis.Condition{Status: corev1.ConditionFalse, Reason: ReasonTaskRunSkipped, Message: ts.Reason}
-	case StateCancelled:
+	case plan.PhaseCancelled:
 		cond = apis.Condition{Status: corev1.ConditionFalse, Reason: string(v1.TaskRunReasonCancelled), Message: fmt.Sprintf("TaskRun %q was cancelled.", t.TaskRun)}
 	default:
 		cond = apis.Condition{Status: corev1.ConditionFalse, Reason: orDefault(ts.Reason, string(v1.TaskRunReasonFailed))}

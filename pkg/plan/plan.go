@@ -32,7 +32,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,8 +50,16 @@ const (
 	RunDirName = ".run"
 
 	// ReporterContainer is the container that streams TaskStates to its log; its name
-	// starts with "step-" so Tekton's stopSidecars leaves it alone (docs/design.md hazard 2).
+	// starts with "step-" because Tekton's stopSidecars stops every other container of a
+	// pod that a finished TaskRun names (docs/design.md hazard 2).
 	ReporterContainer = "step-pip-reporter"
+
+	// ReadyAnnotation and ReadyAnnotationValue are Tekton's pod annotation that releases
+	// the first step of a task with sidecars (projected to /tekton/downward/ready). Tekton
+	// keeps them unexported in pkg/pod, and its UpdateReady only replaces an annotation
+	// that exists, so the controller and the pod assembler share this one definition.
+	ReadyAnnotation      = "tekton.dev/ready"
+	ReadyAnnotationValue = "READY"
 )
 
 // Plan is everything the entrypoints need to run a Pipeline's tasks in one Pod.
@@ -98,7 +105,8 @@ type Task struct {
 
 	// Steps lists the task's step containers in order (container names, "step-" prefixed).
 	Steps []string `json:"steps"`
-	// Sidecars lists the task's sidecar containers (also "step-" prefixed, hazard 2).
+	// Sidecars lists the task's sidecar containers (also "step-" prefixed, see
+	// ReporterContainer).
 	Sidecars []string `json:"sidecars,omitempty"`
 	// Results declares the task's results, so their files can be typed and copied.
 	Results []Result `json:"results,omitempty"`
@@ -110,12 +118,14 @@ type Result struct {
 	Type v1.ResultsType `json:"type,omitempty"`
 	// Value is the TaskResult's value when it is taken from a step result
 	// ("$(steps.<step>.results.<name>)"): Tekton resolves those in its controller from
-	// termination messages, which this project does not use for results (hazard 3),
+	// termination messages, which this project does not use for results (a pod has
+	// 12 KiB of them in all),
 	// so the task's leader reads the step's result file instead.
 	Value string `json:"value,omitempty"`
 }
 
-// Phase of a task inside the pod.
+// Phase of a task: inside the pod (TaskState) and in the CustomRun's per-task summary,
+// which the controller derives from it.
 type Phase string
 
 const (
@@ -124,11 +134,15 @@ const (
 	PhaseSucceeded Phase = "Succeeded"
 	PhaseFailed    Phase = "Failed"
 	PhaseSkipped   Phase = "Skipped"
+	// PhaseCancelled is the controller's only: a task that the end of its CustomRun
+	// (cancel, timeout, a pod failure) stopped. The entrypoints never write it; they
+	// report a task cancelled inside the pod as Failed with Tekton's cancel reason.
+	PhaseCancelled Phase = "Cancelled"
 )
 
 // IsTerminal tells whether the task will not change any more.
 func (p Phase) IsTerminal() bool {
-	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseSkipped
+	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseSkipped || p == PhaseCancelled
 }
 
 // TaskState is what a task's leader publishes in status.json and what the reporter
@@ -165,7 +179,7 @@ type StepState struct {
 
 // ReportLine is one line of the reporter container's log (JSON lines). A line carries
 // either one task's latest state or the final marker; the reader folds them, last wins.
-// The log, unlike termination messages (12 KiB per pod, hazard 3), holds results of any
+// The log, unlike termination messages (12 KiB per pod), holds results of any
 // size Tekton allows.
 type ReportLine struct {
 	Task *TaskState `json:"task,omitempty"`
@@ -214,6 +228,3 @@ func (p *Plan) Task(key string) (*Task, bool) {
 	}
 	return nil, false
 }
-
-// Now is a seam for tests.
-var Now = func() metav1.Time { return metav1.NewTime(time.Now()) }

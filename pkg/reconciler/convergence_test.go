@@ -379,12 +379,12 @@ func TestMarkReadyReplacesAnnotation(t *testing.T) {
 	h := newHarness(t, newCustomRun("run"), withSC)
 	h.reconcile()
 	p := h.pod(0)
-	p.Annotations[readyAnnotation] = ""
+	p.Annotations[plan.ReadyAnnotation] = ""
 	running(p)
 	_, err := h.kube.CoreV1().Pods(ns).Update(h.ctx, p, metav1.UpdateOptions{})
 	must(t, err)
 	h.reconcile()
-	if got := h.pod(0).Annotations[readyAnnotation]; got != readyAnnotationValue {
+	if got := h.pod(0).Annotations[plan.ReadyAnnotation]; got != plan.ReadyAnnotationValue {
 		t.Errorf("ready annotation = %q", got)
 	}
 }

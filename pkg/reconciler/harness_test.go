@@ -144,7 +144,7 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepa
 		}
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: plan.ReporterContainer, Image: "pip"})
 		if !sidecars {
-			pod.Annotations[readyAnnotation] = readyAnnotationValue
+			pod.Annotations[plan.ReadyAnnotation] = plan.ReadyAnnotationValue
 		}
 		return &assemble.Output{Pod: pod, TaskRuns: p.TaskRuns, Plan: &pl}, nil
 	}

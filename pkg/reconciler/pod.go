@@ -138,19 +138,13 @@ func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[strin
 	return states, done, nil
 }
 
-// readyAnnotation is Tekton's: the first step of a task with sidecars waits for the
-// downward-API file it projects (/tekton/downward/ready).
-const (
-	readyAnnotation      = "tekton.dev/ready"
-	readyAnnotationValue = "READY"
-)
 
 // markReady sets Tekton's ready annotation once the pod's sidecars run: the first step of
 // each task with sidecars waits for it. Our sidecar containers are "step-" prefixed
 // (hazard 2), so Tekton's SidecarsReady, which skips those, only covers injected ones;
 // the plan's sidecars are checked here.
 func (r *Reconciler) markReady(ctx context.Context, pod *corev1.Pod, tasks []plan.Task) error {
-	if pod == nil || pod.Annotations[readyAnnotation] == readyAnnotationValue || pod.Status.Phase != corev1.PodRunning {
+	if pod == nil || pod.Annotations[plan.ReadyAnnotation] == plan.ReadyAnnotationValue || pod.Status.Phase != corev1.PodRunning {
 		return nil
 	}
 	if !podconvert.SidecarsReady(pod.Status) {
@@ -168,11 +162,11 @@ func (r *Reconciler) markReady(ctx context.Context, pod *corev1.Pod, tasks []pla
 			}
 		}
 	}
-	if _, ok := pod.Annotations[readyAnnotation]; ok {
+	if _, ok := pod.Annotations[plan.ReadyAnnotation]; ok {
 		return podconvert.UpdateReady(ctx, r.KubeClient, *pod)
 	}
 	// Tekton's UpdateReady replaces the annotation, which fails when it is absent.
-	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, readyAnnotation, readyAnnotationValue))
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, plan.ReadyAnnotation, plan.ReadyAnnotationValue))
 	_, err := r.KubeClient.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	return err
 }

@@ -204,7 +204,7 @@ func TestTransitions(t *testing.T) {
 					t.Errorf("skipped TaskRun: %q start %v", c.Message, tr.Status.StartTime)
 				}
 				s := observe.DecodeSummary(h.cr().Status.ExtraFields)
-				if ts, _ := s.Task(tr.Name); ts.State != observe.StateSkipped || ts.Reason != string(v1.WhenExpressionsSkip) {
+				if ts, _ := s.Task(tr.Name); ts.State != plan.PhaseSkipped || ts.Reason != string(v1.WhenExpressionsSkip) {
 					t.Errorf("summary = %+v", ts)
 				}
 				if c := h.cr().Status.GetCondition(apis.ConditionSucceeded); !strings.HasPrefix(c.Message, "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 1") {
@@ -465,7 +465,7 @@ func TestTransitions(t *testing.T) {
 			name: "create: the pod waits for its sidecars",
 			want: view{Condition: unknownRunning, TaskRuns: map[string]string{"svc": pending}, Pods: pods0},
 			check: func(t *testing.T, h *harness) {
-				if _, ok := h.pod(0).Annotations[readyAnnotation]; ok {
+				if _, ok := h.pod(0).Annotations[plan.ReadyAnnotation]; ok {
 					t.Error("a pod with sidecars must not start ready")
 				}
 			},
@@ -474,7 +474,7 @@ func TestTransitions(t *testing.T) {
 			do:   func(h *harness) { h.setPod(0, running) },
 			want: view{Condition: unknownRunning, TaskRuns: map[string]string{"svc": pending}, Pods: pods0},
 			check: func(t *testing.T, h *harness) {
-				if got := h.pod(0).Annotations[readyAnnotation]; got != readyAnnotationValue {
+				if got := h.pod(0).Annotations[plan.ReadyAnnotation]; got != plan.ReadyAnnotationValue {
 					t.Errorf("ready annotation = %q", got)
 				}
 			},

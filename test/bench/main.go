@@ -33,16 +33,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
 )
 
@@ -54,11 +53,6 @@ var (
 	only       = flag.String("only", "", "comma-separated variants to run (A-pip,A-tekton,C-pip,C-tekton,D); default all")
 )
 
-type clients struct {
-	kube   kubernetes.Interface
-	tekton versioned.Interface
-}
-
 // sample is one measured run: the time to its end point(s).
 type sample struct {
 	end      time.Duration // Succeeded (CustomRun, PipelineRun) or Pod phase Succeeded (floor)
@@ -68,7 +62,7 @@ type sample struct {
 
 type variant struct {
 	name string
-	run  func(ctx context.Context, c clients, ns string) (sample, error)
+	run  func(ctx context.Context, c *cluster.Clients, ns string) (sample, error)
 }
 
 func main() {
@@ -77,25 +71,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: KUBECONFIG is not set; run `make bench` (hack/with-cluster.sh brings up the local cluster)")
 		os.Exit(2)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	c, err := cluster.Connect(*kubeconfig)
 	if err != nil {
 		fatal(err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
-	c := clients{kube: kubernetes.NewForConfigOrDie(cfg), tekton: versioned.NewForConfigOrDie(cfg)}
 	ctx := context.Background()
 
 	variants := []variant{
-		{"A-pip", func(ctx context.Context, c clients, ns string) (sample, error) {
+		{"A-pip", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
 			return runCustomRun(ctx, c, ns, sequential())
 		}},
-		{"A-tekton", func(ctx context.Context, c clients, ns string) (sample, error) {
+		{"A-tekton", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
 			return runPipelineRun(ctx, c, ns, sequential())
 		}},
-		{"C-pip", func(ctx context.Context, c clients, ns string) (sample, error) {
+		{"C-pip", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
 			return runCustomRun(ctx, c, ns, fanIn())
 		}},
-		{"C-tekton", func(ctx context.Context, c clients, ns string) (sample, error) {
+		{"C-tekton", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
 			return runPipelineRun(ctx, c, ns, fanIn())
 		}},
 		{"D", runFloor},
@@ -147,16 +139,13 @@ func fatal(err error) {
 
 // measure runs one variant in a fresh namespace and deletes the namespace afterwards,
 // waiting until it is gone so that cleaning up never overlaps the next measurement.
-func measure(ctx context.Context, c clients, ns string, v variant) (sample, error) {
-	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return sample{}, err
+func measure(ctx context.Context, c *cluster.Clients, ns string, v variant) (sample, error) {
+	created, err := c.CreateNamespace(ctx, ns)
+	if created {
+		defer deleteNamespace(c, ns)
 	}
-	defer deleteNamespace(c, ns)
-	if err := poll(ctx, 30*time.Second, func() bool {
-		_, err := c.kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
-	}); err != nil {
-		return sample{}, fmt.Errorf("no default ServiceAccount: %w", err)
+	if err != nil {
+		return sample{}, err
 	}
 	busy := runningPodsElsewhere(ctx, c, ns)
 	rctx, cancel := context.WithTimeout(ctx, *runLimit)
@@ -166,35 +155,20 @@ func measure(ctx context.Context, c clients, ns string, v variant) (sample, erro
 	return s, err
 }
 
-func deleteNamespace(c clients, ns string) {
+func deleteNamespace(c *cluster.Clients, ns string) {
 	ctx := context.Background()
-	if err := c.kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		fmt.Fprintf(os.Stderr, "bench: deleting namespace %s: %v\n", ns, err)
+	if err := c.DeleteNamespace(ctx, ns); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		return
 	}
-	_ = poll(ctx, 2*time.Minute, func() bool {
-		_, err := c.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		return apierrors.IsNotFound(err)
+	_, _ = cluster.Poll(ctx, 2*time.Minute, "namespace "+ns+" to be gone", func(ctx context.Context) (bool, string) {
+		_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
 }
 
-func poll(ctx context.Context, limit time.Duration, f func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !f() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not after %s", limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func runningPodsElsewhere(ctx context.Context, c clients, ns string) int {
-	pods, err := c.kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Running"})
+func runningPodsElsewhere(ctx context.Context, c *cluster.Clients, ns string) int {
+	pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Running"})
 	if err != nil {
 		return -1
 	}
@@ -249,7 +223,7 @@ func fanIn() *v1.PipelineSpec {
 
 // runCustomRun runs the pipeline through PipelineInPod: a CustomRun whose customSpec
 // carries the pipelineSpec. End point: the CustomRun's Succeeded condition True.
-func runCustomRun(ctx context.Context, c clients, ns string, spec *v1.PipelineSpec) (sample, error) {
+func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.PipelineSpec) (sample, error) {
 	raw, err := json.Marshal(map[string]any{"pipelineSpec": spec})
 	if err != nil {
 		return sample{}, err
@@ -257,18 +231,17 @@ func runCustomRun(ctx context.Context, c clients, ns string, spec *v1.PipelineSp
 	cr := &v1beta1.CustomRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
 		Spec: v1beta1.CustomRunSpec{
-			CustomSpec:         &v1beta1.EmbeddedCustomRunSpec{Spec: runtime.RawExtension{Raw: raw}},
-			ServiceAccountName: "default",
+			CustomSpec: &v1beta1.EmbeddedCustomRunSpec{Spec: runtime.RawExtension{Raw: raw}},
 		},
 	}
-	cr.Spec.CustomSpec.APIVersion, cr.Spec.CustomSpec.Kind = "tekton.dev/v1alpha1", "PipelineInPod"
-	w, err := c.tekton.TektonV1beta1().CustomRuns(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	cr.Spec.CustomSpec.APIVersion, cr.Spec.CustomSpec.Kind = v1alpha1.APIVersion, v1alpha1.Kind
+	w, err := c.Tekton.TektonV1beta1().CustomRuns(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		return sample{}, err
 	}
 	defer w.Stop()
 	start := time.Now()
-	if _, err := c.tekton.TektonV1beta1().CustomRuns(ns).Create(ctx, cr, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CreateCustomRun(ctx, ns, cr); err != nil {
 		return sample{}, err
 	}
 	end, err := until(ctx, w, func(o runtime.Object) (bool, error) {
@@ -283,21 +256,21 @@ func runCustomRun(ctx context.Context, c clients, ns string, spec *v1.PipelineSp
 
 // runPipelineRun runs the pipeline through Tekton's PipelineRun controller. End point:
 // the PipelineRun's Succeeded condition True.
-func runPipelineRun(ctx context.Context, c clients, ns string, spec *v1.PipelineSpec) (sample, error) {
+func runPipelineRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.PipelineSpec) (sample, error) {
 	pr := &v1.PipelineRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
 		Spec: v1.PipelineRunSpec{
 			PipelineSpec:    spec,
-			TaskRunTemplate: v1.PipelineTaskRunTemplate{ServiceAccountName: "default"},
+			TaskRunTemplate: v1.PipelineTaskRunTemplate{ServiceAccountName: cluster.DefaultServiceAccount},
 		},
 	}
-	w, err := c.tekton.TektonV1().PipelineRuns(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	w, err := c.Tekton.TektonV1().PipelineRuns(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		return sample{}, err
 	}
 	defer w.Stop()
 	start := time.Now()
-	if _, err := c.tekton.TektonV1().PipelineRuns(ns).Create(ctx, pr, metav1.CreateOptions{}); err != nil {
+	if _, err := c.Tekton.TektonV1().PipelineRuns(ns).Create(ctx, pr, metav1.CreateOptions{}); err != nil {
 		return sample{}, err
 	}
 	end, err := until(ctx, w, func(o runtime.Object) (bool, error) {
@@ -312,7 +285,7 @@ func runPipelineRun(ctx context.Context, c clients, ns string, spec *v1.Pipeline
 
 // runFloor runs one plain Pod whose single container does the five echos. End points:
 // the container's terminated state, and the Pod phase Succeeded.
-func runFloor(ctx context.Context, c clients, ns string) (sample, error) {
+func runFloor(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
 		Spec: corev1.PodSpec{
@@ -323,13 +296,13 @@ func runFloor(ctx context.Context, c clients, ns string) (sample, error) {
 			}},
 		},
 	}
-	w, err := c.kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	w, err := c.Kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		return sample{}, err
 	}
 	defer w.Stop()
 	start := time.Now()
-	if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if _, err := c.Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return sample{}, err
 	}
 	var term time.Time

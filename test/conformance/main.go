@@ -34,18 +34,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
 	"github.com/tektoncd/pipeline/pkg/apis/config"
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
+	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
 )
 
 var (
@@ -87,19 +84,12 @@ type tally struct {
 	skips                            map[string]int
 }
 
-type clients struct {
-	kube   kubernetes.Interface
-	tekton versioned.Interface
-}
-
 func main() {
 	flag.Parse()
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	c, err := cluster.Connect(*kubeconfig)
 	if err != nil {
 		fatal(err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
-	c := clients{kube: kubernetes.NewForConfigOrDie(cfg), tekton: versioned.NewForConfigOrDie(cfg)}
 	var entries []entry
 	if *dir != "" {
 		entries, err = dirEntries(*dir)
@@ -163,7 +153,7 @@ func main() {
 // moduleEntries lists Tekton's examples from the pinned module with their marks. Flags
 // an example needs that the cluster's Tekton does not set make it a skip, as Tekton's
 // own e2e runs alpha examples only with alpha fields on.
-func moduleEntries(ctx context.Context, c clients) ([]entry, error) {
+func moduleEntries(ctx context.Context, c *cluster.Clients) ([]entry, error) {
 	exdir, err := corpus.ExamplesDir()
 	if err != nil {
 		return nil, err
@@ -214,8 +204,8 @@ func moduleEntries(ctx context.Context, c clients) ([]entry, error) {
 }
 
 // clusterFeatureFlags is the data of Tekton's feature-flags ConfigMap (none: defaults).
-func clusterFeatureFlags(ctx context.Context, c clients) (map[string]string, error) {
-	cm, err := c.kube.CoreV1().ConfigMaps(*tektonNS).Get(ctx, config.GetFeatureFlagsConfigName(), metav1.GetOptions{})
+func clusterFeatureFlags(ctx context.Context, c *cluster.Clients) (map[string]string, error) {
+	cm, err := c.Kube.CoreV1().ConfigMaps(*tektonNS).Get(ctx, config.GetFeatureFlagsConfigName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return map[string]string{}, nil
 	}
@@ -254,7 +244,7 @@ func fatal(err error) {
 	os.Exit(2)
 }
 
-func runFile(ctx context.Context, c clients, e entry, ns string) error {
+func runFile(ctx context.Context, c *cluster.Clients, e entry, ns string) error {
 	rel := e.name
 	raw, err := e.load()
 	if err != nil {
@@ -274,18 +264,17 @@ func runFile(ctx context.Context, c clients, e entry, ns string) error {
 	if len(runs) == 0 {
 		return fmt.Errorf("no PipelineRun in the file")
 	}
-	if _, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return err
+	made, err := c.CreateNamespace(ctx, ns)
+	if made && !*keepNS {
+		defer c.DeleteNamespace(context.Background(), ns)
 	}
-	if !*keepNS {
-		defer c.kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-	}
-	if err := waitForDefaultSA(ctx, c, ns); err != nil {
+	if err != nil {
 		return err
 	}
 	unsupported := e.expect.refused
 	for _, d := range docs {
-		if err := apply(ctx, c, ns, d); err != nil {
+		// Runs are not created as they are: each becomes a CustomRun below.
+		if _, err := c.Create(ctx, ns, d.Object); err != nil {
 			if unsupported && e.expect.cause != "" && strings.Contains(err.Error(), e.expect.cause) {
 				return nil // refused already by the API server's admission (Tekton's webhook)
 			}
@@ -299,10 +288,7 @@ func runFile(ctx context.Context, c clients, e entry, ns string) error {
 		if cr.GenerateName != "" {
 			cr.Name = ""
 		}
-		if cr.Spec.ServiceAccountName == "" {
-			cr.Spec.ServiceAccountName = "default"
-		}
-		got, err := c.tekton.TektonV1beta1().CustomRuns(ns).Create(ctx, cr, metav1.CreateOptions{})
+		got, err := c.CreateCustomRun(ctx, ns, cr)
 		if err != nil {
 			return fmt.Errorf("%s: creating the CustomRun for %s %s: %w", r.Source, r.Kind, r.Name, err)
 		}
@@ -314,9 +300,9 @@ func runFile(ctx context.Context, c clients, e entry, ns string) error {
 	}
 	var problems []string
 	for i, cr := range created {
-		done, took, err := wait(ctx, c, ns, cr.Name, limit)
+		done, took, err := c.WaitCustomRunDone(ctx, ns, cr.Name, limit)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("run %d (%s): %v", i+1, cr.Name, err))
+			problems = append(problems, fmt.Sprintf("run %d (%s): %v%s", i+1, cr.Name, err, failedTasks(ctx, c, ns, cr.Name)))
 			continue
 		}
 		cond := done.Status.GetCondition(apis.ConditionSucceeded)
@@ -340,77 +326,17 @@ func runFile(ctx context.Context, c clients, e entry, ns string) error {
 	return nil
 }
 
-func waitForDefaultSA(ctx context.Context, c clients, ns string) error {
-	for i := 0; i < 100; i++ {
-		if _, err := c.kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("namespace %s has no default service account", ns)
-}
-
-func apply(ctx context.Context, c clients, ns string, d render.Document) error {
-	obj := d.Object.DeepCopyObject()
-	obj.(metav1.Object).SetNamespace(ns)
-	opts := metav1.CreateOptions{}
-	var err error
-	switch o := obj.(type) {
-	case *v1.Pipeline:
-		_, err = c.tekton.TektonV1().Pipelines(ns).Create(ctx, o, opts)
-	case *v1.Task:
-		_, err = c.tekton.TektonV1().Tasks(ns).Create(ctx, o, opts)
-	case *v1beta1.StepAction:
-		_, err = c.tekton.TektonV1beta1().StepActions(ns).Create(ctx, o, opts)
-	case *corev1.ConfigMap:
-		_, err = c.kube.CoreV1().ConfigMaps(ns).Create(ctx, o, opts)
-	case *corev1.Secret:
-		_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, o, opts)
-	case *corev1.ServiceAccount:
-		_, err = c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, o, opts)
-	case *corev1.PersistentVolumeClaim:
-		_, err = c.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, o, opts)
-	}
-	return err
-}
-
-func wait(ctx context.Context, c clients, ns, name string, limit time.Duration) (*v1beta1.CustomRun, time.Duration, error) {
-	start := time.Now()
-	var last *v1beta1.CustomRun
-	for time.Since(start) < limit {
-		cr, err := c.tekton.TektonV1beta1().CustomRuns(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			last = cr
-			if cr.IsDone() {
-				return cr, time.Since(start), nil
-			}
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	state := "no status"
-	if last != nil {
-		if cond := last.Status.GetCondition(apis.ConditionSucceeded); cond != nil {
-			state = fmt.Sprintf("%s/%s %q", cond.Status, cond.Reason, cond.Message)
-		}
-	}
-	return nil, 0, fmt.Errorf("not done after %s (%s)%s", limit, state, failedTasks(ctx, c, ns, name))
-}
-
 // failedTasks names the child TaskRuns that did not succeed, to make a failure readable.
-func failedTasks(ctx context.Context, c clients, ns, cr string) string {
-	trs, err := c.tekton.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/customRun=" + cr})
+func failedTasks(ctx context.Context, c *cluster.Clients, ns, cr string) string {
+	trs, err := c.ChildTaskRuns(ctx, ns, cr)
 	if err != nil {
 		return ""
 	}
 	var b bytes.Buffer
-	for _, tr := range trs.Items {
+	for _, tr := range trs {
 		cond := tr.Status.GetCondition(apis.ConditionSucceeded)
 		if cond == nil || !cond.IsTrue() {
-			state := "no status"
-			if cond != nil {
-				state = fmt.Sprintf("%s/%s %q", cond.Status, cond.Reason, cond.Message)
-			}
-			fmt.Fprintf(&b, "; TaskRun %s: %s", tr.Name, state)
+			fmt.Fprintf(&b, "; TaskRun %s: %s", tr.Name, cluster.ConditionString(cond))
 		}
 	}
 	return b.String()

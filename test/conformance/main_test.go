@@ -5,10 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
+	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
 )
 
 // The default corpus lists every example of the module once; what is not run says why,
@@ -22,7 +24,7 @@ func TestModuleEntries(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "feature-flags", Namespace: *tektonNS},
 			Data:       map[string]string{"enable-api-fields": tc.apiFields, "enable-param-enum": "true"},
 		}
-		entries, err := moduleEntries(context.Background(), clients{kube: k8sfake.NewSimpleClientset(cm)})
+		entries, err := moduleEntries(context.Background(), &cluster.Clients{Kube: k8sfake.NewSimpleClientset(cm)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,10 +3,12 @@
 package e2e
 
 import (
-	"strings"
-
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	tektonpod "github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
 	"knative.dev/pkg/apis"
 )
@@ -23,7 +25,7 @@ func (e *env) checkSucceeded(cr *v1beta1.CustomRun) {
 	e.t.Helper()
 	c := cr.Status.GetCondition(apis.ConditionSucceeded)
 	if c == nil || !c.IsTrue() {
-		e.t.Fatalf("CustomRun %s: want Succeeded, got %s", cr.Name, conditionString(c))
+		e.t.Fatalf("CustomRun %s: want Succeeded, got %s", cr.Name, cluster.ConditionString(c))
 	}
 	if c.Reason != string(v1beta1.CustomRunReasonSuccessful) {
 		e.t.Errorf("CustomRun %s: reason %q, want %q", cr.Name, c.Reason, v1beta1.CustomRunReasonSuccessful)
@@ -57,7 +59,7 @@ func (e *env) checkSucceededChildren(cr *v1beta1.CustomRun, want map[string]want
 		e.t.Errorf("pod %s: phase %s, want Succeeded (or Running while it winds down)", pod.Name, pod.Status.Phase)
 	}
 	for _, c := range pod.Spec.Containers {
-		if !strings.HasPrefix(c.Name, "step-") {
+		if !tektonpod.IsContainerStep(c.Name) {
 			e.t.Errorf("pod %s: container %q does not start with step- (Tekton's stopSidecars would stop it)", pod.Name, c.Name)
 		}
 	}
@@ -82,9 +84,9 @@ func (e *env) checkSucceededChildren(cr *v1beta1.CustomRun, want map[string]want
 		}
 		where := "TaskRun " + tr.Name + " (" + task + ")"
 		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || !c.IsTrue() {
-			e.t.Errorf("%s: want Succeeded, got %s", where, conditionString(c))
+			e.t.Errorf("%s: want Succeeded, got %s", where, cluster.ConditionString(c))
 		}
-		for k, v := range map[string]string{labelCustomRun: cr.Name, labelPipelineTask: task, labelMemberOf: w.memberOf} {
+		for k, v := range map[string]string{pipeline.CustomRunKey: cr.Name, pipeline.PipelineTaskLabelKey: task, pipeline.MemberOfLabelKey: w.memberOf} {
 			if tr.Labels[k] != v {
 				e.t.Errorf("%s: label %s = %q, want %q", where, k, tr.Labels[k], v)
 			}
@@ -111,7 +113,7 @@ func (e *env) checkSucceededChildren(cr *v1beta1.CustomRun, want map[string]want
 			if i < len(w.steps) && s.Name != w.steps[i] {
 				e.t.Errorf("%s: step %d is %q, want %q", where, i, s.Name, w.steps[i])
 			}
-			if !strings.HasPrefix(s.Container, "step-") {
+			if !tektonpod.IsContainerStep(s.Container) {
 				e.t.Errorf("%s: step %q has container %q, want a step- container", where, s.Name, s.Container)
 			}
 			if other, dup := containers[s.Container]; dup {
@@ -134,7 +136,7 @@ func (e *env) checkSucceededChildren(cr *v1beta1.CustomRun, want map[string]want
 				e.t.Errorf("%s: result %s = %q, want %q", where, k, got[k], v)
 			}
 		}
-		if ts, ok := summary.Task(tr.Name); !ok || ts.State != observe.StateSucceeded || ts.PipelineTaskName != task || ts.MemberOf != w.memberOf {
+		if ts, ok := summary.Task(tr.Name); !ok || ts.State != plan.PhaseSucceeded || ts.PipelineTaskName != task || ts.MemberOf != w.memberOf {
 			e.t.Errorf("%s: extraFields entry %+v (found %v), want state Succeeded", where, ts, ok)
 		}
 	}

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +50,7 @@ func TestTaskFails(t *testing.T) {
 	cr, took := e.waitCustomRunDone(cr.Name, runLimit)
 	t.Logf("CustomRun %s done after %s", cr.Name, took.Round(time.Millisecond))
 	if c := cr.Status.GetCondition(apis.ConditionSucceeded); !c.IsFalse() || c.Reason != string(v1beta1.CustomRunReasonFailed) {
-		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonFailed, conditionString(c))
+		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonFailed, cluster.ConditionString(c))
 	}
 	pod := e.onePod(cr.Name)
 	trs := e.childTaskRuns(cr.Name)
@@ -55,7 +58,7 @@ func TestTaskFails(t *testing.T) {
 		t.Errorf("want 4 child TaskRuns, got %d", len(trs))
 	}
 	summary := observe.DecodeSummary(cr.Status.ExtraFields)
-	check := func(task string, status, reason string, state observe.State) *v1.TaskRun {
+	check := func(task string, status, reason string, state plan.Phase) *v1.TaskRun {
 		t.Helper()
 		tr, ok := trs[task]
 		if !ok {
@@ -63,22 +66,22 @@ func TestTaskFails(t *testing.T) {
 		}
 		c := tr.Status.GetCondition(apis.ConditionSucceeded)
 		if c == nil || string(c.Status) != status || c.Reason != reason {
-			t.Errorf("TaskRun %s (%s): want %s/%s, got %s", tr.Name, task, status, reason, conditionString(c))
+			t.Errorf("TaskRun %s (%s): want %s/%s, got %s", tr.Name, task, status, reason, cluster.ConditionString(c))
 		}
 		if ts, _ := summary.Task(tr.Name); ts.State != state {
 			t.Errorf("TaskRun %s (%s): extraFields state %q, want %q", tr.Name, task, ts.State, state)
 		}
 		return tr
 	}
-	check("ok", "True", string(v1.TaskRunReasonSuccessful), observe.StateSucceeded)
-	broken := check("broken", "False", string(v1.TaskRunReasonFailed), observe.StateFailed)
+	check("ok", "True", string(v1.TaskRunReasonSuccessful), plan.PhaseSucceeded)
+	broken := check("broken", "False", string(v1.TaskRunReasonFailed), plan.PhaseFailed)
 	if len(broken.Status.Steps) != 1 || broken.Status.Steps[0].Terminated == nil || broken.Status.Steps[0].Terminated.ExitCode != 1 {
 		t.Errorf("TaskRun %s: want its one step terminated with exit code 1, got %+v", broken.Name, broken.Status.Steps)
 	}
 	if broken.Status.CompletionTime == nil {
 		t.Errorf("TaskRun %s: no completion time", broken.Name)
 	}
-	dependant := check("dependant", "False", observe.ReasonTaskRunSkipped, observe.StateSkipped)
+	dependant := check("dependant", "False", observe.ReasonTaskRunSkipped, plan.PhaseSkipped)
 	if dependant.Status.StartTime != nil {
 		t.Errorf("TaskRun %s: a skipped task has a start time %v", dependant.Name, dependant.Status.StartTime)
 	}
@@ -90,9 +93,9 @@ func TestTaskFails(t *testing.T) {
 			t.Errorf("the skipped task's step ran: %q", log)
 		}
 	}
-	cleanup := check("cleanup", "True", string(v1.TaskRunReasonSuccessful), observe.StateSucceeded)
-	if cleanup.Labels[labelMemberOf] != "finally" {
-		t.Errorf("TaskRun %s: label %s = %q, want finally", cleanup.Name, labelMemberOf, cleanup.Labels[labelMemberOf])
+	cleanup := check("cleanup", "True", string(v1.TaskRunReasonSuccessful), plan.PhaseSucceeded)
+	if cleanup.Labels[pipeline.MemberOfLabelKey] != "finally" {
+		t.Errorf("TaskRun %s: label %s = %q, want finally", cleanup.Name, pipeline.MemberOfLabelKey, cleanup.Labels[pipeline.MemberOfLabelKey])
 	}
 	if len(cleanup.Status.Steps) != 1 {
 		t.Fatalf("TaskRun %s: want one step, got %+v", cleanup.Name, cleanup.Status.Steps)
@@ -120,16 +123,16 @@ pipelineSpec:
 func (e *env) waitTaskRunning(crName, task string) {
 	e.t.Helper()
 	e.poll(2*time.Minute, "pipeline task "+task+" to run", func() (bool, string) {
-		cr, err := tekton.TektonV1beta1().CustomRuns(e.ns).Get(e.ctx, crName, metav1.GetOptions{})
+		cr, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).Get(e.ctx, crName, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
 		if cr.IsDone() {
-			e.t.Fatalf("CustomRun %s ended before %s ran: %s", crName, task, conditionString(cr.Status.GetCondition(apis.ConditionSucceeded)))
+			e.t.Fatalf("CustomRun %s ended before %s ran: %s", crName, task, cluster.ConditionString(cr.Status.GetCondition(apis.ConditionSucceeded)))
 		}
 		for _, ts := range observe.DecodeSummary(cr.Status.ExtraFields).TaskRuns {
 			if ts.PipelineTaskName == task {
-				return ts.State == observe.StateRunning, "state " + string(ts.State)
+				return ts.State == plan.PhaseRunning, "state " + string(ts.State)
 			}
 		}
 		return false, "not in extraFields: " + string(cr.Status.ExtraFields.Raw)
@@ -152,7 +155,7 @@ func (e *env) checkEndedRun(cr *v1beta1.CustomRun, runningTask string) {
 	}
 	for task, tr := range trs {
 		if !taskRunDone(tr) {
-			e.t.Errorf("TaskRun %s (%s) left %s", tr.Name, task, conditionString(tr.Status.GetCondition(apis.ConditionSucceeded)))
+			e.t.Errorf("TaskRun %s (%s) left %s", tr.Name, task, cluster.ConditionString(tr.Status.GetCondition(apis.ConditionSucceeded)))
 		}
 		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c.IsTrue() {
 			e.t.Errorf("TaskRun %s (%s) Succeeded in an ended run", tr.Name, task)
@@ -163,7 +166,7 @@ func (e *env) checkEndedRun(cr *v1beta1.CustomRun, runningTask string) {
 	}
 	if tr := trs[runningTask]; tr != nil {
 		if c := tr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Reason != string(v1.TaskRunReasonCancelled) {
-			e.t.Errorf("TaskRun %s (%s, running when the run ended): want reason %s, got %s", tr.Name, runningTask, v1.TaskRunReasonCancelled, conditionString(c))
+			e.t.Errorf("TaskRun %s (%s, running when the run ended): want reason %s, got %s", tr.Name, runningTask, v1.TaskRunReasonCancelled, cluster.ConditionString(c))
 		}
 	}
 }
@@ -178,7 +181,7 @@ func TestCancel(t *testing.T) {
 
 	patch := `{"spec":{"status":"` + string(v1beta1.CustomRunSpecStatusCancelled) + `","statusMessage":"cancelled by the e2e test"}}`
 	start := time.Now()
-	if _, err := tekton.TektonV1beta1().CustomRuns(e.ns).Patch(e.ctx, cr.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).Patch(e.ctx, cr.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("cancelling: %v", err)
 	}
 	cr, _ = e.waitCustomRunDone(cr.Name, time.Minute)
@@ -188,7 +191,7 @@ func TestCancel(t *testing.T) {
 		t.Errorf("cancelling took %s, want under 30s", took.Round(time.Millisecond))
 	}
 	if c := cr.Status.GetCondition(apis.ConditionSucceeded); !c.IsFalse() || c.Reason != string(v1beta1.CustomRunReasonCancelled) {
-		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonCancelled, conditionString(c))
+		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonCancelled, cluster.ConditionString(c))
 	}
 	e.checkEndedRun(cr, "sleepy")
 }
@@ -211,7 +214,7 @@ func TestTimeout(t *testing.T) {
 	}
 	c := cr.Status.GetCondition(apis.ConditionSucceeded)
 	if !c.IsFalse() || c.Reason != string(v1beta1.CustomRunReasonTimedOut) {
-		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonTimedOut, conditionString(c))
+		t.Errorf("CustomRun %s: want False/%s, got %s", cr.Name, v1beta1.CustomRunReasonTimedOut, cluster.ConditionString(c))
 	}
 	e.checkEndedRun(cr, "sleepy")
 }

@@ -16,39 +16,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
-	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 )
 
-const (
-	// pipelineInPodAPIVersion and pipelineInPodKind name the custom task (fixed contract).
-	pipelineInPodAPIVersion = "tekton.dev/v1alpha1"
-	pipelineInPodKind       = "PipelineInPod"
-	// busybox is present in the local cluster; the :local tag is never pulled.
-	busybox = "mirror.gcr.io/busybox:local"
+// busybox is present in the local cluster; the :local tag is never pulled.
+const busybox = "mirror.gcr.io/busybox:local"
 
-	labelCustomRun    = "tekton.dev/customRun"
-	labelPipelineTask = "tekton.dev/pipelineTask"
-	labelMemberOf     = "tekton.dev/memberOf"
-	labelPipelineRun  = "tekton.dev/pipelineRun"
-
-	pollInterval = 200 * time.Millisecond
-)
-
-var (
-	kube   kubernetes.Interface
-	tekton versioned.Interface
-)
+var clients *cluster.Clients
 
 func TestMain(m *testing.M) {
 	kc := os.Getenv("KUBECONFIG")
@@ -57,19 +41,16 @@ func TestMain(m *testing.M) {
 			"cluster and starts the controller), or set KUBECONFIG to a cluster where Tekton Pipelines and PipelineInPod run.")
 		os.Exit(2)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
-	if err != nil {
+	var err error
+	if clients, err = cluster.Connect(kc); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: reading KUBECONFIG %s: %v\n", kc, err)
 		os.Exit(2)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
-	kube = kubernetes.NewForConfigOrDie(cfg)
-	tekton = versioned.NewForConfigOrDie(cfg)
-	if _, err := kube.Discovery().ServerVersion(); err != nil {
+	if _, err := clients.Kube.Discovery().ServerVersion(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: the cluster of KUBECONFIG %s does not answer: %v\n", kc, err)
 		os.Exit(2)
 	}
-	if _, err := tekton.TektonV1beta1().CustomRuns("default").List(context.Background(), metav1.ListOptions{Limit: 1}); err != nil {
+	if _, err := clients.Tekton.TektonV1beta1().CustomRuns("default").List(context.Background(), metav1.ListOptions{Limit: 1}); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: Tekton's CustomRun API is not there (is Tekton Pipelines installed?): %v\n", err)
 		os.Exit(2)
 	}
@@ -95,49 +76,40 @@ func newEnv(t *testing.T) *env {
 	}
 	ns := fmt.Sprintf("e2e-%s-%05d", base, rand.Intn(100000))
 	ctx, cancel := context.WithCancel(context.Background())
+	// Registered first, so it runs last: the namespace's cleanup below may still use ctx.
+	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, ns: ns}
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating namespace %s: %v", ns, err)
-	}
-	t.Logf("namespace %s", ns)
-	t.Cleanup(func() {
-		if t.Failed() {
-			e.diagnose()
-		}
-		if os.Getenv("E2E_KEEP_NAMESPACES") == "" {
-			if err := kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				t.Logf("deleting namespace %s: %v", ns, err)
+	made, err := clients.CreateNamespace(ctx, ns)
+	if made {
+		t.Logf("namespace %s", ns)
+		t.Cleanup(func() {
+			if t.Failed() {
+				e.diagnose()
 			}
-		} else {
-			t.Logf("keeping namespace %s (E2E_KEEP_NAMESPACES)", ns)
-		}
-		cancel()
-	})
-	// Pods of the namespace need its default ServiceAccount.
-	e.poll(30*time.Second, "the default ServiceAccount", func() (bool, string) {
-		_, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
+			if os.Getenv("E2E_KEEP_NAMESPACES") == "" {
+				if err := clients.DeleteNamespace(context.Background(), ns); err != nil {
+					t.Log(err)
+				}
+			} else {
+				t.Logf("keeping namespace %s (E2E_KEEP_NAMESPACES)", ns)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
-// poll calls f every pollInterval until it returns true, and fails the test with f's last
-// description if that takes longer than timeout.
+// poll calls f every cluster.PollInterval until it returns true, and fails the test with
+// f's last description if that takes longer than timeout.
 func (e *env) poll(timeout time.Duration, what string, f func() (bool, string)) time.Duration {
 	e.t.Helper()
-	start := time.Now()
-	last := ""
-	for {
-		ok, desc := f()
-		if ok {
-			return time.Since(start)
-		}
-		last = desc
-		if time.Since(start) > timeout {
-			e.t.Fatalf("waited %s for %s; last seen: %s", timeout, what, last)
-		}
-		time.Sleep(pollInterval)
+	took, err := cluster.Poll(e.ctx, timeout, what, func(context.Context) (bool, string) { return f() })
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	return took
 }
 
 // examplePath is a file of the repository's examples/ directory.
@@ -157,14 +129,8 @@ func (e *env) applyExample(name string) []render.Document {
 	for _, d := range docs {
 		var err error
 		switch o := d.Object.(type) {
-		case *v1.Pipeline:
-			o = o.DeepCopy()
-			o.Namespace = e.ns
-			_, err = tekton.TektonV1().Pipelines(e.ns).Create(e.ctx, o, metav1.CreateOptions{})
-		case *v1.Task:
-			o = o.DeepCopy()
-			o.Namespace = e.ns
-			_, err = tekton.TektonV1().Tasks(e.ns).Create(e.ctx, o, metav1.CreateOptions{})
+		case *v1.Pipeline, *v1.Task:
+			_, err = clients.Create(e.ctx, e.ns, o)
 		case *v1.PipelineRun, *v1beta1.CustomRun:
 			// runs are created by the tests
 		default:
@@ -184,7 +150,7 @@ func (e *env) createPipelineRun(docs []render.Document) *v1.PipelineRun {
 		if pr, ok := d.Object.(*v1.PipelineRun); ok {
 			pr = pr.DeepCopy()
 			pr.Namespace = e.ns
-			got, err := tekton.TektonV1().PipelineRuns(e.ns).Create(e.ctx, pr, metav1.CreateOptions{})
+			got, err := clients.Tekton.TektonV1().PipelineRuns(e.ns).Create(e.ctx, pr, metav1.CreateOptions{})
 			if err != nil {
 				e.t.Fatalf("creating PipelineRun: %v", err)
 			}
@@ -210,12 +176,7 @@ func exampleCustomRun(t *testing.T, docs []render.Document) *v1beta1.CustomRun {
 
 func (e *env) createCustomRun(cr *v1beta1.CustomRun) *v1beta1.CustomRun {
 	e.t.Helper()
-	cr = cr.DeepCopy()
-	cr.Namespace = e.ns
-	if cr.Spec.ServiceAccountName == "" {
-		cr.Spec.ServiceAccountName = "default"
-	}
-	got, err := tekton.TektonV1beta1().CustomRuns(e.ns).Create(e.ctx, cr, metav1.CreateOptions{})
+	got, err := clients.CreateCustomRun(e.ctx, e.ns, cr)
 	if err != nil {
 		e.t.Fatalf("creating CustomRun: %v", err)
 	}
@@ -238,8 +199,8 @@ func inlineCustomRun(t *testing.T, generateName, specYAML string, params ...v1be
 			Params:     params,
 		},
 	}
-	cr.Spec.CustomSpec.APIVersion = pipelineInPodAPIVersion
-	cr.Spec.CustomSpec.Kind = pipelineInPodKind
+	cr.Spec.CustomSpec.APIVersion = v1alpha1.APIVersion
+	cr.Spec.CustomSpec.Kind = v1alpha1.Kind
 	return cr
 }
 
@@ -250,15 +211,10 @@ func stringParam(name, value string) v1beta1.Param {
 // waitCustomRunDone waits until the CustomRun is done and returns it with the time waited.
 func (e *env) waitCustomRunDone(name string, timeout time.Duration) (*v1beta1.CustomRun, time.Duration) {
 	e.t.Helper()
-	var cr *v1beta1.CustomRun
-	took := e.poll(timeout, "CustomRun "+name+" to finish", func() (bool, string) {
-		got, err := tekton.TektonV1beta1().CustomRuns(e.ns).Get(e.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		cr = got
-		return got.IsDone(), conditionString(got.Status.GetCondition(apis.ConditionSucceeded))
-	})
+	cr, took, err := clients.WaitCustomRunDone(e.ctx, e.ns, name, timeout)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	return cr, took
 }
 
@@ -266,12 +222,12 @@ func (e *env) waitPipelineRunDone(name string, timeout time.Duration) *v1.Pipeli
 	e.t.Helper()
 	var pr *v1.PipelineRun
 	e.poll(timeout, "PipelineRun "+name+" to finish", func() (bool, string) {
-		got, err := tekton.TektonV1().PipelineRuns(e.ns).Get(e.ctx, name, metav1.GetOptions{})
+		got, err := clients.Tekton.TektonV1().PipelineRuns(e.ns).Get(e.ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
 		pr = got
-		return got.IsDone(), conditionString(got.Status.GetCondition(apis.ConditionSucceeded))
+		return got.IsDone(), cluster.ConditionString(got.Status.GetCondition(apis.ConditionSucceeded))
 	})
 	return pr
 }
@@ -279,14 +235,14 @@ func (e *env) waitPipelineRunDone(name string, timeout time.Duration) *v1.Pipeli
 // childTaskRuns lists the CustomRun's child TaskRuns by pipeline task name.
 func (e *env) childTaskRuns(crName string) map[string]*v1.TaskRun {
 	e.t.Helper()
-	list, err := tekton.TektonV1().TaskRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: labelCustomRun + "=" + crName})
+	list, err := clients.ChildTaskRuns(e.ctx, e.ns, crName)
 	if err != nil {
-		e.t.Fatalf("listing the TaskRuns of %s: %v", crName, err)
+		e.t.Fatal(err)
 	}
 	m := map[string]*v1.TaskRun{}
-	for i := range list.Items {
-		tr := &list.Items[i]
-		pt := tr.Labels[labelPipelineTask]
+	for i := range list {
+		tr := &list[i]
+		pt := tr.Labels[pipeline.PipelineTaskLabelKey]
 		if _, dup := m[pt]; dup {
 			e.t.Errorf("two TaskRuns for pipeline task %q: %s and %s", pt, m[pt].Name, tr.Name)
 		}
@@ -298,7 +254,7 @@ func (e *env) childTaskRuns(crName string) map[string]*v1.TaskRun {
 // podsOf lists the pods labelled with the CustomRun's name.
 func (e *env) podsOf(crName string) []corev1.Pod {
 	e.t.Helper()
-	list, err := kube.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: labelCustomRun + "=" + crName})
+	list, err := clients.Kube.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: pipeline.CustomRunKey + "=" + crName})
 	if err != nil {
 		e.t.Fatalf("listing the pods of %s: %v", crName, err)
 	}
@@ -314,18 +270,18 @@ func (e *env) onePod(crName string) corev1.Pod {
 		for _, p := range pods {
 			names = append(names, p.Name)
 		}
-		e.t.Fatalf("CustomRun %s: want exactly one pod labelled %s=%s, got %d: %v", crName, labelCustomRun, crName, len(pods), names)
+		e.t.Fatalf("CustomRun %s: want exactly one pod labelled %s=%s, got %d: %v", crName, pipeline.CustomRunKey, crName, len(pods), names)
 	}
 	return pods[0]
 }
 
 func (e *env) containerLog(pod, container string) string {
 	e.t.Helper()
-	b, err := kube.CoreV1().Pods(e.ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(e.ctx)
+	log, err := clients.ContainerLog(e.ctx, e.ns, pod, container, 0)
 	if err != nil {
-		e.t.Fatalf("reading the log of %s/%s: %v", pod, container, err)
+		e.t.Fatal(err)
 	}
-	return string(b)
+	return log
 }
 
 // tkn runs the tkn CLI (on PATH after hack/local-cluster/env.sh, or in $PIP_CLUSTER_DIR/bin).
@@ -354,13 +310,6 @@ func clusterDir() string {
 	return "/var/tmp/pipelineinpod-cluster"
 }
 
-func conditionString(c *apis.Condition) string {
-	if c == nil {
-		return "no Succeeded condition"
-	}
-	return fmt.Sprintf("%s/%s %q", c.Status, c.Reason, c.Message)
-}
-
 func crResults(cr *v1beta1.CustomRun) map[string]string {
 	m := map[string]string{}
 	for _, r := range cr.Status.Results {
@@ -383,47 +332,47 @@ func (e *env) diagnose() {
 	t, ctx := e.t, context.Background()
 	var b strings.Builder
 	fmt.Fprintf(&b, "==== diagnostics for namespace %s ====\n", e.ns)
-	if crs, err := tekton.TektonV1beta1().CustomRuns(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
+	if crs, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, cr := range crs.Items {
 			fmt.Fprintf(&b, "CustomRun %s: spec.status=%q %s start=%v completion=%v\n  results=%v\n  extraFields=%s\n", cr.Name,
-				cr.Spec.Status, conditionString(cr.Status.GetCondition(apis.ConditionSucceeded)), cr.Status.StartTime,
+				cr.Spec.Status, cluster.ConditionString(cr.Status.GetCondition(apis.ConditionSucceeded)), cr.Status.StartTime,
 				cr.Status.CompletionTime, crResults(&cr), string(cr.Status.ExtraFields.Raw))
 		}
 	}
-	if prs, err := tekton.TektonV1().PipelineRuns(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
+	if prs, err := clients.Tekton.TektonV1().PipelineRuns(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, pr := range prs.Items {
-			fmt.Fprintf(&b, "PipelineRun %s: %s\n", pr.Name, conditionString(pr.Status.GetCondition(apis.ConditionSucceeded)))
+			fmt.Fprintf(&b, "PipelineRun %s: %s\n", pr.Name, cluster.ConditionString(pr.Status.GetCondition(apis.ConditionSucceeded)))
 			for _, c := range pr.Status.ChildReferences {
 				fmt.Fprintf(&b, "  child %s %s (pipeline task %s)\n", c.Kind, c.Name, c.PipelineTaskName)
 			}
 		}
 	}
-	if trs, err := tekton.TektonV1().TaskRuns(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
+	if trs, err := clients.Tekton.TektonV1().TaskRuns(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, tr := range trs.Items {
 			fmt.Fprintf(&b, "TaskRun %s (task %s, customRun %s): spec.status=%q %s pod=%s start=%v completion=%v results=%v\n", tr.Name,
-				tr.Labels[labelPipelineTask], tr.Labels[labelCustomRun], tr.Spec.Status,
-				conditionString(tr.Status.GetCondition(apis.ConditionSucceeded)), tr.Status.PodName, tr.Status.StartTime,
+				tr.Labels[pipeline.PipelineTaskLabelKey], tr.Labels[pipeline.CustomRunKey], tr.Spec.Status,
+				cluster.ConditionString(tr.Status.GetCondition(apis.ConditionSucceeded)), tr.Status.PodName, tr.Status.StartTime,
 				tr.Status.CompletionTime, trResults(&tr))
 			for _, s := range tr.Status.Steps {
 				fmt.Fprintf(&b, "  step %s (%s): %s\n", s.Name, s.Container, containerState(s.ContainerState))
 			}
 		}
 	}
-	if pods, err := kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
+	if pods, err := clients.Kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, p := range pods.Items {
 			fmt.Fprintf(&b, "Pod %s: phase=%s deleting=%v %s\n", p.Name, p.Status.Phase, p.DeletionTimestamp != nil, p.Status.Message)
 			statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
 			for _, s := range statuses {
 				fmt.Fprintf(&b, "  container %s: %s\n", s.Name, containerState(s.State))
 				if term := s.State.Terminated; term != nil && term.ExitCode != 0 {
-					if raw, err := kube.CoreV1().Pods(e.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: s.Name, TailLines: ptr(int64(15))}).DoRaw(ctx); err == nil {
-						fmt.Fprintf(&b, "    log: %s\n", strings.ReplaceAll(strings.TrimSpace(string(raw)), "\n", "\n    log: "))
+					if log, err := clients.ContainerLog(ctx, e.ns, p.Name, s.Name, 15); err == nil {
+						fmt.Fprintf(&b, "    log: %s\n", strings.ReplaceAll(strings.TrimSpace(log), "\n", "\n    log: "))
 					}
 				}
 			}
 		}
 	}
-	if evs, err := kube.CoreV1().Events(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
+	if evs, err := clients.Kube.CoreV1().Events(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
 		items := evs.Items
 		if len(items) > 25 {
 			items = items[len(items)-25:]
@@ -489,5 +438,3 @@ func yamlToJSON(s string) ([]byte, error) { return yaml.YAMLToJSON([]byte(s)) }
 func runtimeRaw(b []byte) k8sruntime.RawExtension { return k8sruntime.RawExtension{Raw: b} }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
-
-func ptr[T any](v T) *T { return &v }

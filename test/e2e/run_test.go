@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,11 +26,11 @@ func TestPipelineRunWithPipelineInPodTask(t *testing.T) {
 	pr := e.createPipelineRun(e.applyExample("pipelinerun.yaml"))
 	pr = e.waitPipelineRunDone(pr.Name, runLimit)
 	if c := pr.Status.GetCondition(apis.ConditionSucceeded); !c.IsTrue() {
-		t.Fatalf("PipelineRun %s: want Succeeded, got %s", pr.Name, conditionString(c))
+		t.Fatalf("PipelineRun %s: want Succeeded, got %s", pr.Name, cluster.ConditionString(c))
 	}
 
 	// The CustomRun Tekton made for the pipeline task in-one-pod.
-	crs, err := tekton.TektonV1beta1().CustomRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: labelPipelineRun + "=" + pr.Name})
+	crs, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: pipeline.PipelineRunLabelKey + "=" + pr.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +38,8 @@ func TestPipelineRunWithPipelineInPodTask(t *testing.T) {
 		t.Fatalf("want one CustomRun of PipelineRun %s, got %d", pr.Name, len(crs.Items))
 	}
 	cr := &crs.Items[0]
-	if got := cr.Labels[labelPipelineTask]; got != "in-one-pod" {
-		t.Errorf("CustomRun %s: label %s = %q, want in-one-pod", cr.Name, labelPipelineTask, got)
+	if got := cr.Labels[pipeline.PipelineTaskLabelKey]; got != "in-one-pod" {
+		t.Errorf("CustomRun %s: label %s = %q, want in-one-pod", cr.Name, pipeline.PipelineTaskLabelKey, got)
 	}
 	e.checkSucceeded(cr)
 	const summary = "readme=4 code=4" // "hello from a PipelineRun", "one two three four"
@@ -45,7 +47,7 @@ func TestPipelineRunWithPipelineInPodTask(t *testing.T) {
 	e.checkSucceededChildren(cr, cloneBuildTestTasks("4"))
 
 	// The next task got the inner pipeline's result as its param, and printed it.
-	trs, err := tekton.TektonV1().TaskRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: labelPipelineRun + "=" + pr.Name + "," + labelPipelineTask + "=after"})
+	trs, err := clients.Tekton.TektonV1().TaskRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: pipeline.PipelineRunLabelKey + "=" + pr.Name + "," + pipeline.PipelineTaskLabelKey + "=after"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func TestPipelineRunWithPipelineInPodTask(t *testing.T) {
 	}
 	after := &trs.Items[0]
 	if c := after.Status.GetCondition(apis.ConditionSucceeded); !c.IsTrue() {
-		t.Errorf("TaskRun %s: want Succeeded, got %s", after.Name, conditionString(c))
+		t.Errorf("TaskRun %s: want Succeeded, got %s", after.Name, cluster.ConditionString(c))
 	}
 	var param string
 	for _, p := range after.Spec.Params {
@@ -70,7 +72,7 @@ func TestPipelineRunWithPipelineInPodTask(t *testing.T) {
 	}
 
 	// Two pods in all: the inner pipeline's one, and Tekton's for the task after.
-	pods, err := kube.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	pods, err := clients.Kube.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestCustomRunWithCustomSpec(t *testing.T) {
 
 // podGoneOrGoing tells whether the pod is deleted or being deleted.
 func podGoneOrGoing(e *env, name string) (bool, string) {
-	p, err := kube.CoreV1().Pods(e.ns).Get(e.ctx, name, metav1.GetOptions{})
+	p, err := clients.Kube.CoreV1().Pods(e.ns).Get(e.ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return true, "deleted"
 	}
