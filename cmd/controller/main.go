@@ -19,9 +19,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
-	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
-	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler/stages"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	tektonfiltered "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered"
@@ -36,6 +33,10 @@ import (
 	"knative.dev/pkg/injection"
 	"knative.dev/pkg/injection/sharedmain"
 	"knative.dev/pkg/signals"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
+	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler/stages"
 )
 
 // stringFlag is a flag whose default comes from an environment variable, so the

@@ -25,7 +25,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/render"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
@@ -34,6 +33,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
 )
 
 var (

@@ -5,10 +5,11 @@ package e2e
 import (
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"knative.dev/pkg/apis"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 )
 
 // wantTask is what one child TaskRun of a run must show.

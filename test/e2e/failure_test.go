@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 )
 
 const failingSpec = `

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/render"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
@@ -28,6 +27,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
 )
 
 const (
