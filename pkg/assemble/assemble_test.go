@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	corev1 "k8s.io/api/core/v1"
 )
 
 const twoTasks = `apiVersion: tekton.dev/v1

@@ -7,17 +7,18 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
-	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 )
 
 func compileDoc(t *testing.T, doc string) (*compile.Compiled, error) {

@@ -15,8 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/cmd/entrypoint/subcommands"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // runInit prepares the pod before any container starts: the binary every container

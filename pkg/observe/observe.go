@@ -11,16 +11,18 @@ package observe
 
 import (
 	"fmt"
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // TaskRunManagedBy is the spec.managedBy of every child TaskRun (see v1alpha1).

@@ -2,11 +2,11 @@ package reconciler
 
 import (
 	"context"
-	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"testing"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
+
 	fakepipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client/fake"
 	tektonfiltered "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered"
 	_ "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered/fake"
@@ -21,6 +21,8 @@ import (
 	_ "knative.dev/pkg/client/injection/kube/informers/factory/filtered/fake"
 	"knative.dev/pkg/configmap"
 	rtesting "knative.dev/pkg/reconciler/testing"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 )
 
 // The controller's wiring, as sharedmain runs it (with fake clients): informers on the

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // Preparer runs the stages that turn a CustomRun into what one attempt creates (resolve,

@@ -13,12 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
+
 	apisconfig "github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -36,6 +34,10 @@ import (
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/logging"
 	pkgreconciler "knative.dev/pkg/reconciler"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // Reconciler reconciles CustomRuns of kind PipelineInPod.

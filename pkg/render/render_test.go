@@ -12,9 +12,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/test/names"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")

@@ -7,11 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
-	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
-	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
-	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -22,6 +17,12 @@ import (
 	resolutioncommon "github.com/tektoncd/pipeline/pkg/resolution/common"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
+	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 )
 
 // Stages is the reconciler.Preparer of the controller.
