@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,7 @@ func TestRenderFromTheShell(t *testing.T) {
 		t.Skipf("SKIPPED: no conformance corpus at %s (set PIP_CONFORMANCE_DIR): %v", dir, err)
 	}
 	bin := filepath.Join(t.TempDir(), "pipelineinpod")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -28,13 +29,13 @@ func TestRenderFromTheShell(t *testing.T) {
 			return err
 		}
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, "render", "-f", p)
+		cmd := exec.CommandContext(t.Context(), bin, "render", "-f", p)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		runErr := cmd.Run()
 		rel, _ := filepath.Rel(dir, p)
 		if strings.HasPrefix(rel, "unsupported") {
 			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			if ee, ok := runErr.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			if ee := (*exec.ExitError)(nil); !errors.As(runErr, &ee) || ee.ExitCode() != 1 {
 				t.Errorf("%s: want exit 1, got %v", rel, runErr)
 			}
 			for _, l := range lines {

@@ -124,7 +124,7 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 		return err
 	}
 	if !*keepNS {
-		defer c.kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		defer func() { _ = c.kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) }() // best effort
 	}
 	if err := waitForDefaultSA(ctx, c, ns); err != nil {
 		return err
@@ -184,7 +184,7 @@ func runFile(ctx context.Context, c clients, path, rel, ns string) error {
 }
 
 func waitForDefaultSA(ctx context.Context, c clients, ns string) error {
-	for i := 0; i < 100; i++ {
+	for range 100 {
 		if _, err := c.kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err == nil {
 			return nil
 		}
