@@ -11,19 +11,39 @@ CONFORMANCE_DIR ?=
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 RELEASE_DIR ?= release
 
-.PHONY: build unit test e2e conformance bench bench-render demo cluster-up cluster-down fmt vet release
+.PHONY: build unit test e2e conformance bench bench-render demo cluster-up cluster-down fmt imports vet lint \
+  golangci-lint shellcheck release
+
+MODULE := github.com/pipelineinpod/pipelineinpod
+GO_DIRS := cmd pkg test
+SHELL_SCRIPTS := $(wildcard hack/*.sh hack/local-cluster/*.sh) .ci/run
 
 build:
 	$(GO) build ./...
 	$(GO) build -o bin/pipelineinpod ./cmd/pipelineinpod
 
+# gofmt, and goimports with the project's imports in a group of their own (`make imports` rewrites them so).
+# hack/tools.sh installs each linter on first use and prints its path.
 fmt:
-	@out=$$(gofmt -l cmd pkg test); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	@out=$$(gofmt -l $(GO_DIRS)); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	@goimports=$$(hack/tools.sh goimports) && out=$$("$$goimports" -local $(MODULE) -l $(GO_DIRS)) && \
+	  if [ -n "$$out" ]; then echo "goimports (make imports fixes): $$out"; exit 1; fi
+
+imports:
+	@goimports=$$(hack/tools.sh goimports) && "$$goimports" -local $(MODULE) -w $(GO_DIRS)
 
 vet:
 	$(GO) vet ./...
 
-unit: fmt vet
+lint: fmt golangci-lint shellcheck
+
+golangci-lint:
+	@golangci_lint=$$(hack/tools.sh golangci-lint) && "$$golangci_lint" run ./...
+
+shellcheck:
+	@shellcheck=$$(hack/tools.sh shellcheck) && "$$shellcheck" -x $(SHELL_SCRIPTS)
+
+unit: fmt vet lint
 	$(GO) test ./...
 
 test: unit e2e conformance

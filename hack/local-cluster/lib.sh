@@ -117,6 +117,7 @@ start_daemon() {
   mkdir -p "$(dirname "$pf")" "$(dirname "$lf")"
   rm -f "$pf.tmp"
   # The inner shell writes its own PID then execs, so the PID file names the daemon itself even if setsid forks.
+  # shellcheck disable=SC2016 # $$, $0 and $@ are the inner shell's
   setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pf.tmp" "$@" < /dev/null >> "$lf" 2>&1 &
   local i pid=
   for i in $(seq 100); do [ -s "$pf.tmp" ] && pid=$(cat "$pf.tmp") && break; sleep 0.05; done
@@ -208,7 +209,7 @@ ko_config_args() { echo "--config.entrypoint /ko-app/$1 --config.env KO_DATA_PAT
 import_layout() {
   local name=$1; shift
   local idx=$IMG/oci/$name/index.json archive=$IMG/$name.oci.tar pair tag target want have imported=
-  [ -f "$idx" ] && [ -f "$archive" ] || die "image layout $name not built (run hack/local-cluster/build-images.sh)"
+  { [ -f "$idx" ] && [ -f "$archive" ]; } || die "image layout $name not built (run hack/local-cluster/build-images.sh)"
   for pair in "$@"; do
     read -r tag target <<< "$pair"
     want=$(jq -r --arg t "$tag" '.manifests[]|select(.annotations["org.opencontainers.image.ref.name"]==$t)|.digest' "$idx")

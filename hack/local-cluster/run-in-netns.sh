@@ -13,7 +13,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-[ $# -ge 3 ] && [ "$2" = "--" ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+{ [ $# -ge 3 ] && [ "$2" = "--" ]; } || { sed -n '2,12p' "$0" >&2; exit 2; }
 NAME=$1; shift 2
 [[ $NAME =~ ^[A-Za-z0-9._-]+$ ]] || die "bad name: $NAME"
 N=$R/netns/$NAME
@@ -32,6 +32,7 @@ for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
 
 # Inside the new namespace: bring lo up, start the in-namespace socat (its PID recorded for stop-in-netns.sh),
 # wait until it accepts, then exec the command (so the recorded PID is the command's).
+# shellcheck disable=SC2016 # expanded by the inner shell, from the environment start_daemon passes
 INNER='set -e
 ip link set lo up
 socat "TCP-LISTEN:$PORT,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$SOCK" </dev/null >>"$SOCATLOG" 2>&1 &

@@ -12,10 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/entrypoint"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // finish (leader) waits for every step of attempt k, then either starts a retry

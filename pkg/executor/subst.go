@@ -8,9 +8,10 @@ import (
 	"strings"
 
 	"github.com/google/cel-go/cel"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/substitution"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // Tekton's names for $(tasks.<pt>.status) and $(tasks.status) values

@@ -107,7 +107,7 @@ func main() {
 	}
 
 	results := map[string][]sample{}
-	suffix := fmt.Sprintf("%04d", rand.Intn(10000))
+	suffix := fmt.Sprintf("%04d", rand.Intn(10000)) //nolint:gosec // a name suffix, not a secret
 	for i := 0; i <= *runs; i++ {
 		for _, v := range variants {
 			ns := fmt.Sprintf("bench-%s-%s-%d", strings.ToLower(v.name), suffix, i)
@@ -342,7 +342,7 @@ func until(ctx context.Context, w watch.Interface, done func(runtime.Object) (bo
 			}
 			at := time.Now()
 			if ev.Type == watch.Error {
-				return time.Time{}, fmt.Errorf("watch error: %v", apierrors.FromObject(ev.Object))
+				return time.Time{}, fmt.Errorf("watch error: %w", apierrors.FromObject(ev.Object))
 			}
 			ok, err := done(ev.Object)
 			if err != nil || ok {
