@@ -18,8 +18,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
-	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	tektonfiltered "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +26,9 @@ import (
 	"knative.dev/pkg/injection"
 	"knative.dev/pkg/injection/sharedmain"
 	"knative.dev/pkg/signals"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
 )
 
 // stringFlag is a flag whose default comes from an environment variable, so the

@@ -11,13 +11,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/executor"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/cmd/entrypoint/subcommands"
 	"github.com/tektoncd/pipeline/pkg/credentials/dockercreds"
 	"github.com/tektoncd/pipeline/pkg/credentials/gitcreds"
 	"github.com/tektoncd/pipeline/pkg/entrypoint"
 	"github.com/tektoncd/pipeline/pkg/entrypoint/pipeline"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/executor"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 func main() {

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
+
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
-	"github.com/tektoncd/pipeline/pkg/apis/config"
 )
 
 // The CLI is run as a user would, on Tekton's examples from the pinned module (TaskRun

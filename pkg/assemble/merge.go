@@ -5,14 +5,15 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	"github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"knative.dev/pkg/kmeta"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // Volumes of a task's Tekton pod that stay one volume in the merged pod; every other
@@ -24,8 +25,8 @@ var sharedVolumes = map[string]bool{
 }
 
 const (
-	entrypointInPod      = "/tekton/bin/entrypoint"
-	entrypointInImage    = "/ko-app/entrypoint"
+	entrypointInPod   = "/tekton/bin/entrypoint"
+	entrypointInImage = "/ko-app/entrypoint"
 	// binVolume and binDir are Tekton's (unexported) entrypoint volume and its mount.
 	binVolume = "tekton-internal-bin"
 	binDir    = "/tekton/bin"

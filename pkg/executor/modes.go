@@ -15,9 +15,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/tektoncd/pipeline/cmd/entrypoint/subcommands"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // runInit prepares the pod before any container starts: the binary every container

@@ -3,10 +3,11 @@ package observe
 import (
 	"encoding/json"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // PipelineResults computes the CustomRun's results from the Pipeline's results spec and

@@ -3,9 +3,10 @@ package observe
 import (
 	"encoding/json"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // Summary is the CustomRun's status.extraFields: what `tkn customrun describe` and users

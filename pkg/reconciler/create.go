@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +15,8 @@ import (
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/kmap"
 	pkgreconciler "knative.dev/pkg/reconciler"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 )
 
 // ReasonResolving is the running reason while a remote resolution is in progress,

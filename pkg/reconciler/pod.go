@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
-	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	podconvert "github.com/tektoncd/pipeline/pkg/pod"
@@ -18,6 +15,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"knative.dev/pkg/apis"
 	"knative.dev/pkg/logging"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
+	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 )
 
 // getPod reads a pod from the informer, and from the API server when the informer does
@@ -137,7 +138,6 @@ func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[strin
 	}
 	return states, done, nil
 }
-
 
 // markReady sets Tekton's ready annotation once the pod's sidecars run: the first step of
 // each task with sidecars waits for it. Our sidecar containers are "step-" prefixed

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"sort"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/retry"
 	"knative.dev/pkg/apis"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 )
 
 // storedCustomRun is the CustomRun as the informer holds it, nil when it holds none. The

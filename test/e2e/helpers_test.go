@@ -16,9 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
-	"github.com/pipelineinpod/pipelineinpod/pkg/render"
-	"github.com/pipelineinpod/pipelineinpod/test/cluster"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -27,6 +24,10 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/render"
+	"github.com/pipelineinpod/pipelineinpod/test/cluster"
 )
 
 // busybox is present in the local cluster; the :local tag is never pulled.
