@@ -68,6 +68,9 @@ type Options struct {
 	Resolver resolve.Resolver
 	// TaskRunUIDs holds the UIDs of child TaskRuns already created, for $(context.taskRun.uid).
 	TaskRunUIDs map[string]types.UID
+	// PodLevelResources puts the pod's peak demand in spec.resources (Kubernetes >= 1.34,
+	// see PodLevelResourcesSupported) instead of on the reporter container.
+	PodLevelResources bool
 }
 
 // Output is everything a CustomRun's attempt creates.
@@ -76,6 +79,8 @@ type Output struct {
 	TaskRuns []*v1.TaskRun
 	PVCs     []*corev1.PersistentVolumeClaim
 	Plan     *plan.Plan
+	// Resources is what the pod requests, and why (also on the pod, AnnotationResources).
+	Resources *Resources
 }
 
 // PodName is the pod of a CustomRun's attempt; deterministic, so a re-reconcile or a
@@ -136,6 +141,9 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 	}
 	p, err := m.pod(c, encoded, len(cr.Status.RetriesStatus))
 	if err != nil {
+		return nil, err
+	}
+	if out.Resources, err = sizePod(ctx, opts, p, out.Plan); err != nil {
 		return nil, err
 	}
 	raw, err := json.Marshal(p)
