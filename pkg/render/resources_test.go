@@ -88,3 +88,44 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// Matrix instances run at once, and finally tasks only with each other: through
+// compile's schedule, a matrix of three 1-CPU instances between two 2-CPU tasks peaks at
+// 3 CPU, made of the three instances.
+func TestRightSizedMatrixAndFinally(t *testing.T) {
+	doc := `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: m}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: prep
+      taskSpec: {steps: [{name: s, image: busybox, command: ["true"], computeResources: {requests: {cpu: "2"}}}]}
+    - name: build
+      runAfter: [prep]
+      matrix: {params: [{name: v, value: [a, b, c]}]}
+      taskSpec:
+        params: [{name: v}]
+        steps: [{name: s, image: busybox, command: [echo, $(params.v)], computeResources: {requests: {cpu: "1"}}}]
+    finally:
+    - name: f1
+      taskSpec: {steps: [{name: s, image: busybox, command: ["true"], computeResources: {requests: {cpu: "1500m"}}}]}
+    - name: f2
+      taskSpec: {steps: [{name: s, image: busybox, command: ["true"], computeResources: {requests: {cpu: "1"}}}]}
+`
+	docs, err := Parse("m.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Render(context.Background(), DefaultOptions(), docs)
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	r := res[0].Output.Resources
+	if got := r.Peak[corev1.ResourceCPU]; got.Cmp(resource.MustParse("3")) != 0 {
+		t.Errorf("peak cpu %s, want 3", got.String())
+	}
+	if want := []string{"build-0", "build-1", "build-2"}; !equal(r.PeakTasks[corev1.ResourceCPU], want) {
+		t.Errorf("peak from %v, want %v", r.PeakTasks[corev1.ResourceCPU], want)
+	}
+}
