@@ -657,7 +657,9 @@ func sizePod(ctx context.Context, opts Options, p *corev1.Pod, pl *plan.Plan) (*
 	if err != nil {
 		return nil, err
 	}
-	res, err := rightSize(p, pl.Tasks, opts.PodLevelResources, lrs)
+	// Kubernetes refuses pod-level resources on Windows pods.
+	podLevel := opts.PodLevelResources && (p.Spec.OS == nil || p.Spec.OS.Name != corev1.Windows)
+	res, err := rightSize(p, pl.Tasks, podLevel, lrs)
 	if err != nil {
 		return nil, err
 	}
@@ -676,7 +678,7 @@ func (r *Resources) String() string {
 	if len(r.Limits) > 0 {
 		fmt.Fprintf(&b, ", limits %s", list(r.Limits))
 	}
-	fmt.Fprintf(&b, " = peak %s + overhead %s", list(r.Peak), list(r.Overhead))
+	fmt.Fprintf(&b, " for a peak of %s plus overhead %s", list(r.Peak), list(r.Overhead))
 	for _, n := range sortedNames(r.PeakTasks) {
 		fmt.Fprintf(&b, "; %s peak from %s", n, strings.Join(r.PeakTasks[n], ", "))
 	}
