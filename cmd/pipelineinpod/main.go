@@ -6,8 +6,11 @@
 // ConfigMaps, Secrets and ServiceAccounts they use), resolves references among them,
 // and prints, for every PipelineRun or CustomRun, the one Pod and the child TaskRuns
 // (and PVCs) the controller would create. A PipelineRun is read as "run this one in a
-// pod". On an error it prints one line naming the document, the field and the reason,
-// and exits 1.
+// pod". On stderr it prints, per run, what the pod requests: its peak concurrent demand,
+// the tasks that make it, our overhead and the mechanism (pod-level resources unless
+// -pod-level-resources=false). LimitRanges among the files bound the requests as in
+// their namespace. On an error it prints one line naming the document, the field and
+// the reason, and exits 1.
 package main
 
 import (
@@ -27,7 +30,7 @@ func (f *files) Set(v string) error { *f = append(*f, v); return nil }
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] != "render" {
-		fmt.Fprintln(os.Stderr, "usage: pipelineinpod render -f FILE [-f FILE ...] [-entrypoint-image IMAGE] [-shell-image IMAGE]")
+		fmt.Fprintln(os.Stderr, "usage: pipelineinpod render -f FILE [-f FILE ...] [-entrypoint-image IMAGE] [-shell-image IMAGE] [-pod-level-resources=false]")
 		os.Exit(2)
 	}
 	opts := render.DefaultOptions()
@@ -37,6 +40,7 @@ func main() {
 	fs.StringVar(&opts.EntrypointImage, "entrypoint-image", opts.EntrypointImage, "this project's entrypoint image")
 	fs.StringVar(&opts.Images.ShellImage, "shell-image", opts.Images.ShellImage, "Tekton's shell image, for scripts")
 	fs.StringVar(&opts.Images.WorkingDirInitImage, "workingdirinit-image", opts.Images.WorkingDirInitImage, "Tekton's working-dir initializer image")
+	fs.BoolVar(&opts.PodLevelResources, "pod-level-resources", opts.PodLevelResources, "put the pod's peak demand in spec.resources (Kubernetes >= 1.34); false: on the reporter container")
 	_ = fs.Parse(os.Args[2:])
 	if len(fl) == 0 {
 		fmt.Fprintln(os.Stderr, "render: at least one -f FILE is required")
@@ -63,6 +67,8 @@ func main() {
 		if err := render.WriteYAML(os.Stdout, r.Output); err != nil {
 			fail(err)
 		}
+		// What the pod reserves and why, for people; stdout stays the YAML.
+		fmt.Fprintf(os.Stderr, "%s %s: %s\n", r.Run.Kind, r.Run.Name, r.Output.Resources)
 	}
 	if failed {
 		os.Exit(1)

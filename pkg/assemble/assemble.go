@@ -72,6 +72,9 @@ type Options struct {
 	// TaskRunUIDs holds the UIDs of child TaskRuns already created, for $(context.taskRun.uid).
 	TaskRunUIDs map[string]types.UID
 	Attempt     int // the CustomRun retry this pod runs (0 = first); names the pod
+	// PodLevelResources puts the pod's peak demand in spec.resources (Kubernetes >= 1.34,
+	// see PodLevelResourcesSupported) instead of on the reporter container.
+	PodLevelResources bool
 }
 
 // Output is everything a CustomRun's attempt creates.
@@ -80,6 +83,8 @@ type Output struct {
 	TaskRuns []*v1.TaskRun
 	PVCs     []*corev1.PersistentVolumeClaim
 	Plan     *plan.Plan
+	// Resources is what the pod requests, and why (also on the pod, AnnotationResources).
+	Resources *Resources
 }
 
 // Pod makes the pod, child TaskRuns and PVCs of one attempt of a compiled run.
@@ -113,6 +118,9 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 	}
 	p, err := m.pod(c, encoded)
 	if err != nil {
+		return nil, err
+	}
+	if out.Resources, err = sizePod(ctx, opts, p, out.Plan); err != nil {
 		return nil, err
 	}
 	raw, err := json.Marshal(p)

@@ -47,6 +47,9 @@ type Stages struct {
 	// EntrypointCache looks up the ENTRYPOINT of images whose steps have no command. Nil
 	// (offline): such steps fail.
 	EntrypointCache pod.EntrypointCache
+	// PodLevelResources puts the pod's peak demand in spec.resources (Kubernetes >= 1.34,
+	// see assemble.PodLevelResourcesSupported) instead of on the reporter container.
+	PodLevelResources bool
 }
 
 // Prepared is a resolved and compiled run, before its pod is assembled: the pod needs the
@@ -135,13 +138,14 @@ func (s *Stages) assembler(res resolve.Resolver, compiled *compile.Compiled) fun
 			return nil, err
 		}
 		out, err := assemble.Pod(ctx, assemble.Options{
-			Images:          s.Images,
-			EntrypointImage: s.EntrypointImage,
-			KubeClient:      s.KubeClient,
-			EntrypointCache: s.EntrypointCache,
-			Resolver:        res,
-			TaskRunUIDs:     uids,
-			Attempt:         runAttempt,
+			Images:            s.Images,
+			EntrypointImage:   s.EntrypointImage,
+			KubeClient:        s.KubeClient,
+			EntrypointCache:   s.EntrypointCache,
+			Resolver:          res,
+			TaskRunUIDs:       uids,
+			Attempt:           runAttempt,
+			PodLevelResources: s.PodLevelResources,
 		}, compiled)
 		if err != nil {
 			return nil, classify(ReasonValidationFailed, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
+
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -75,6 +77,13 @@ func newReconciler(ctx context.Context, opts Options) *Reconciler {
 	if err != nil {
 		logging.FromContext(ctx).Fatalw("Cannot make the image entrypoint cache", "error", err)
 	}
+	// Pods request their peak demand at pod level where the API server has pod-level
+	// resources; otherwise on the reporter container (README "Pod resources").
+	podLevel, err := assemble.PodLevelResourcesSupported(kc.Discovery())
+	if err != nil {
+		logging.FromContext(ctx).Warnw("Cannot tell whether the API server has pod-level resources; sizing pods through the reporter container", "error", err)
+	}
+	logging.FromContext(ctx).Infow("Pod sizing", "podLevelResources", podLevel)
 	return &Reconciler{
 		KubeClient:      kc,
 		PipelineClient:  pc,
@@ -82,12 +91,13 @@ func newReconciler(ctx context.Context, opts Options) *Reconciler {
 		TaskRunLister:   filteredtaskruninformer.Get(ctx, ManagedBySelector).Lister(),
 		CustomRunLister: customruninformer.Get(ctx).Lister(),
 		Preparer: &prepare.Stages{
-			Images:          opts.Images,
-			EntrypointImage: opts.EntrypointImage,
-			KubeClient:      kc,
-			PipelineClient:  pc,
-			Requester:       remoteresource.NewCRDRequester(resolutionclient.Get(ctx), resolutioninformer.Get(ctx).Lister()),
-			EntrypointCache: entrypoints,
+			Images:            opts.Images,
+			EntrypointImage:   opts.EntrypointImage,
+			KubeClient:        kc,
+			PipelineClient:    pc,
+			Requester:         remoteresource.NewCRDRequester(resolutionclient.Get(ctx), resolutioninformer.Get(ctx).Lister()),
+			EntrypointCache:   entrypoints,
+			PodLevelResources: podLevel,
 		},
 		Reports:         PodLogReports{KubeClient: kc},
 		Clock:           clock.RealClock{},

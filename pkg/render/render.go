@@ -138,8 +138,11 @@ func newObject(tm metav1.TypeMeta) (runtime.Object, error) {
 		return &corev1.ServiceAccount{}, nil
 	case "v1/PersistentVolumeClaim":
 		return &corev1.PersistentVolumeClaim{}, nil
+	case "v1/LimitRange":
+		return &corev1.LimitRange{}, nil
 	}
-	return nil, fmt.Errorf("apiVersion %q kind %q: not a kind render reads (tekton.dev/v1 Pipeline, Task, PipelineRun; tekton.dev/v1beta1 StepAction, CustomRun; tekton.dev/v1alpha1 StepAction; v1 ConfigMap, Secret, ServiceAccount, PersistentVolumeClaim)", tm.APIVersion, tm.Kind)
+
+	return nil, fmt.Errorf("apiVersion %q kind %q: not a kind render reads (tekton.dev/v1 Pipeline, Task, PipelineRun; tekton.dev/v1beta1 StepAction, CustomRun; tekton.dev/v1alpha1 StepAction; v1 ConfigMap, Secret, ServiceAccount, PersistentVolumeClaim, LimitRange)", tm.APIVersion, tm.Kind)
 }
 
 // Runs lists the PipelineRuns and CustomRuns of the documents as CustomRuns. A run
@@ -179,10 +182,13 @@ func complete(m *metav1.ObjectMeta) {
 	}
 }
 
-// Options are the images a rendered pod names.
+// Options are the images a rendered pod names, and how it carries its requests.
 type Options struct {
 	Images          pipeline.Images
 	EntrypointImage string
+	// PodLevelResources renders for a cluster with pod-level resources (Kubernetes >=
+	// 1.34), as the controller does when the API server has them.
+	PodLevelResources bool
 }
 
 // DefaultOptions names the images `ko apply -f config/` would deploy.
@@ -194,6 +200,7 @@ func DefaultOptions() Options {
 			WorkingDirInitImage: "ghcr.io/tektoncd/pipeline/workingdirinit-0c558922ec6a1b739e550e349f2d5fc1:v1.15.1",
 			NopImage:            "ghcr.io/tektoncd/pipeline/nop-8eac7c133edad5df719dc37b36b62482:v1.15.1",
 		},
+		PodLevelResources: true,
 	}
 }
 
@@ -217,7 +224,7 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 		case *corev1.ServiceAccount:
 			sas[meta.GetNamespace()+"/"+meta.GetName()] = true
 			kube = append(kube, o)
-		case *corev1.ConfigMap, *corev1.Secret, *corev1.PersistentVolumeClaim:
+		case *corev1.ConfigMap, *corev1.Secret, *corev1.PersistentVolumeClaim, *corev1.LimitRange:
 			kube = append(kube, o)
 		}
 	}
@@ -233,10 +240,11 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 	// No ResolutionRequests and no registry offline: `resolver:` refs and steps without a
 	// command fail, naming the field.
 	stages := &prepare.Stages{
-		Images:          opts.Images,
-		EntrypointImage: opts.EntrypointImage,
-		KubeClient:      k8sfake.NewSimpleClientset(kube...),
-		PipelineClient:  tektonfake.NewSimpleClientset(tekton...),
+		Images:            opts.Images,
+		EntrypointImage:   opts.EntrypointImage,
+		KubeClient:        k8sfake.NewSimpleClientset(kube...),
+		PipelineClient:    tektonfake.NewSimpleClientset(tekton...),
+		PodLevelResources: opts.PodLevelResources,
 	}
 	var results []Result
 	for _, r := range runs {
