@@ -335,6 +335,9 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 
 	var combos []v1.Params
 	if pt.IsMatrixed() {
+		if err := c.fits(f, pt); err != nil {
+			return nil, err
+		}
 		combos = pt.Matrix.FanOut()
 		if len(combos) == 0 {
 			c.Skipped = append(c.Skipped, Skipped{PipelineTask: prefix + pt.Name, Finally: finally, Reason: v1.EmptyArrayInMatrixParams})
