@@ -170,6 +170,9 @@ func validate(ctx context.Context, ps *v1.PipelineSpec, pr *v1.PipelineRun) erro
 // substitutePipeline applies what is known before the run: params, contexts and
 // workspace bindings, as Tekton's PipelineRun reconciler does.
 func substitutePipeline(ps *v1.PipelineSpec, pr *v1.PipelineRun, name string) (*v1.PipelineSpec, error) {
+	if err := ExpansionFits("spec.params", ps, pr.Spec.Params, ps.Params); err != nil {
+		return nil, err
+	}
 	ps, err := prresources.ApplyParameters(ps, pr)
 	if err != nil {
 		return nil, fmt.Errorf("spec.params: %w", err)

@@ -88,8 +88,14 @@ func Parse(name string, data []byte) ([]Document, error) {
 			continue
 		}
 		source := fmt.Sprintf("%s#%d", name, i)
+		// YAML is parsed once: a document as large as the API server takes (1.5 MiB)
+		// costs a second of CPU per parse, JSON a tenth of that.
+		js, err := yaml.YAMLToJSONStrict(chunk)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
 		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal(chunk, &tm); err != nil {
+		if err := json.Unmarshal(js, &tm); err != nil {
 			return nil, fmt.Errorf("%s: %w", source, err)
 		}
 		if tm.Kind == "" {
@@ -99,7 +105,9 @@ func Parse(name string, data []byte) ([]Document, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", source, err)
 		}
-		if err := yaml.UnmarshalStrict(chunk, obj); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(js))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(obj); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", source, tm.Kind, err)
 		}
 		docs = append(docs, Document{Source: source, Object: obj})

@@ -23,14 +23,23 @@ const (
 	// default-max-matrix-combinations-count, so any one matrix Tekton accepts by default
 	// fits in a pod.
 	MaxTasks = 256
+	// MaxSteps bounds the steps and sidecars of one task. Tekton's pod builder mounts
+	// every step's run directory into every step, so a task's containers grow with the
+	// square of its steps: 500 steps make a 21 MB pod, 100 steps under 1 MB.
+	MaxSteps = 100
+	// MaxContainers bounds the steps and sidecars of the whole run: a container takes at
+	// least 1.4 KB of the pod's spec (name, image, entrypoint flags, mounts), so more
+	// than 1000 can never fit in the 1.4 MiB a pod may weigh.
+	MaxContainers = 1000
 )
 
 // walk is the state of one resolution: the chain of Pipelines being resolved, from the
 // run's down, and the tasks counted so far. It is checked before anything more is
 // fetched, so a cyclic or exploding input costs no more than MaxTasks fetches.
 type walk struct {
-	chain []link
-	tasks int
+	chain      []link
+	tasks      int
+	containers int
 }
 
 // link is one Pipeline of the chain: its name for messages and, for a referenced one,
@@ -84,7 +93,25 @@ func (w *walk) count(field string, ps *v1.PipelineSpec) error {
 				return fmt.Errorf("%s: the run has more than %d tasks with every pipeline flattened and every matrix instance counted, more than one pod runs; split the Pipeline", field, MaxTasks)
 			}
 			w.tasks += n
+			if pt.TaskSpec != nil {
+				if err := w.steps(field, pt.Name, &pt.TaskSpec.TaskSpec, n); err != nil {
+					return err
+				}
+			}
 		}
+	}
+	return nil
+}
+
+// steps counts a task's containers, n instances of it, before the task is validated.
+func (w *walk) steps(field, task string, ts *v1.TaskSpec, n int) error {
+	k := len(ts.Steps) + len(ts.Sidecars)
+	if k > MaxSteps {
+		return fmt.Errorf("%s[%s]: %d steps and sidecars, more than the %d a task may have in one pod (each step mounts every other step's run directory, so a task's pod grows with the square of its steps)", field, task, k, MaxSteps)
+	}
+	w.containers += k * n
+	if w.containers > MaxContainers {
+		return fmt.Errorf("%s[%s]: the run has more than %d steps and sidecars, which cannot fit in one pod; split the Pipeline", field, task, MaxContainers)
 	}
 	return nil
 }

@@ -175,6 +175,9 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w
 				if err != nil {
 					return fmt.Errorf("%s.taskRef: resolving Task %q: %w", f, pt.TaskRef.Name, err)
 				}
+				if err := w.steps(field+"."+list.field, pt.Name, &t.Spec, max(1, pt.Matrix.CountCombinations())); err != nil {
+					return err
+				}
 				ts := t.Spec.DeepCopy()
 				ts.SetDefaults(ctx)
 				if err := ts.Validate(ctx); err != nil {
