@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
