@@ -7,7 +7,7 @@ GO ?= go
 CONFORMANCE_DIR ?= $(abspath ../shared/conformance)
 export PIP_CONFORMANCE_DIR := $(CONFORMANCE_DIR)
 
-.PHONY: build unit test e2e conformance bench bench-render demo cluster-up cluster-down fmt vet
+.PHONY: build unit test e2e conformance bench bench-render fuzz demo cluster-up cluster-down fmt vet
 
 build:
 	$(GO) build ./...
@@ -23,6 +23,15 @@ unit: fmt vet
 	$(GO) test ./...
 
 test: unit e2e conformance
+
+# Go native fuzzing of what hostile input reaches: YAML through every render stage, the
+# reporter's log as the controller reads it, and run-time substitution of results.
+# `make unit` runs their seed corpora (plain go test does); this searches further.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test ./pkg/render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/plan -run '^$$' -fuzz '^FuzzReadReport$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/executor -run '^$$' -fuzz '^FuzzSubstitution$$' -fuzztime $(FUZZTIME)
 
 e2e:
 	hack/with-cluster.sh $(GO) test -tags e2e -count=1 -timeout 30m -v ./test/e2e/

@@ -98,7 +98,7 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 			}
 		default:
 			renameMounts(&c)
-			c.Name = kmeta.ChildName("step-"+key, "-"+c.Name)
+			c.Name = containerName(key, c.Name)
 			if err := m.claim(c.Name, key); err != nil {
 				return plan.Task{}, err
 			}
@@ -121,7 +121,7 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 		renameMounts(&c)
 		c.VolumeMounts = append(c.VolumeMounts, stateMounts...)
 		if i >= steps {
-			c.Name = kmeta.ChildName("step-"+key, "-"+c.Name)
+			c.Name = containerName(key, c.Name)
 			args := append(append([]string{"-pip_mode", "sidecar"}, pipFlags...), "-entrypoint", c.Command[0], "--")
 			args = append(append(args, c.Command[1:]...), c.Args...)
 			c.Command, c.Args = []string{entrypointInPod}, args
@@ -131,7 +131,7 @@ func (m *merger) add(t compile.Task, p *corev1.Pod) (plan.Task, error) {
 			pt.Sidecars = append(pt.Sidecars, c.Name)
 		} else {
 			stepName := strings.TrimPrefix(c.Name, "step-")
-			c.Name = kmeta.ChildName("step-"+key, "-"+stepName)
+			c.Name = containerName(key, stepName)
 			// Tekton's prepare container links /tekton/steps/<step> to the step's run
 			// directory, once per pod. Here /tekton/steps is the task's own volume and
 			// each step's entrypoint links itself, so the task's steps may write it; the

@@ -93,6 +93,9 @@ type Workspace struct {
 // Compile validates a resolved Pipeline against the CustomRun and what one pod can
 // honour, and lays out its child TaskRuns.
 func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*Compiled, error) {
+	if err := validateRunName(cr); err != nil {
+		return nil, err
+	}
 	pr := r.PipelineRun.DeepCopy()
 	ps := r.Spec.DeepCopy()
 	if err := validate(ctx, ps, pr); err != nil {
@@ -435,6 +438,9 @@ func (c *Compiled) addPipelineTask(ctx context.Context, r *resolve.Resolved, pt 
 				r.Value = res.Value.StringVal
 			}
 			results = append(results, r)
+		}
+		if err := validLabels(f, tr.Labels); err != nil {
+			return nil, err
 		}
 		keys = append(keys, key)
 		c.Tasks = append(c.Tasks, Task{

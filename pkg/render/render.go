@@ -73,7 +73,8 @@ func ReadFiles(paths ...string) ([]Document, error) {
 }
 
 // Parse reads the YAML documents of one file.
-func Parse(name string, data []byte) ([]Document, error) {
+func Parse(name string, data []byte) (_ []Document, err error) {
+	defer recovered(name+": ", &err)
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs []Document
 	for i := 0; ; i++ {
@@ -141,7 +142,8 @@ func newObject(tm metav1.TypeMeta) (runtime.Object, error) {
 // Runs lists the PipelineRuns and CustomRuns of the documents as CustomRuns. A run
 // with only a generateName gets the name Kubernetes would complete, with a fixed
 // suffix so that output is reproducible.
-func Runs(docs []Document) ([]Run, error) {
+func Runs(docs []Document) (_ []Run, err error) {
+	defer recovered("", &err)
 	var runs []Run
 	for _, d := range docs {
 		switch o := d.Object.(type) {
@@ -244,7 +246,8 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 }
 
 // One runs the three stages for one CustomRun.
-func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Clientset, cr *v1beta1.CustomRun) (*assemble.Output, error) {
+func One(ctx context.Context, opts Options, res resolve.Resolver, kc *k8sfake.Clientset, cr *v1beta1.CustomRun) (_ *assemble.Output, err error) {
+	defer recovered("", &err)
 	resolved, err := resolve.Resolve(ctx, res, cr)
 	if err != nil {
 		return nil, err
