@@ -11,7 +11,7 @@ CONFORMANCE_DIR ?=
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 RELEASE_DIR ?= release
 
-.PHONY: build unit test e2e conformance bench bench-render demo cluster-up cluster-down fmt imports vet lint \
+.PHONY: build unit test e2e conformance bench bench-render fuzz demo cluster-up cluster-down fmt imports vet lint \
   golangci-lint shellcheck release
 
 MODULE := github.com/pipelineinpod/pipelineinpod
@@ -47,6 +47,15 @@ unit: fmt vet lint
 	$(GO) test ./...
 
 test: unit e2e conformance
+
+# Go native fuzzing of what hostile input reaches: YAML through every render stage, the
+# reporter's log as the controller reads it, and run-time substitution of results.
+# `make unit` runs their seed corpora (plain go test does); this searches further.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test ./pkg/render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/plan -run '^$$' -fuzz '^FuzzReadReport$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/executor -run '^$$' -fuzz '^FuzzSubstitution$$' -fuzztime $(FUZZTIME)
 
 e2e:
 	hack/with-cluster.sh $(GO) test -tags e2e -count=1 -timeout 30m -v ./test/e2e/

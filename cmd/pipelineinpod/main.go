@@ -46,6 +46,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "render: at least one -f FILE is required")
 		os.Exit(2)
 	}
+	// The stages recover their own panics and name the document; this is the last
+	// guard, so that no stack trace ever reaches a user.
+	defer func() {
+		if r := recover(); r != nil {
+			fail(fmt.Errorf("%s: internal error (please report it): %v", fl.String(), r))
+		}
+	}()
 	docs, err := render.ReadFiles(fl...)
 	if err != nil {
 		fail(err)

@@ -94,12 +94,19 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 		out.Plan.PipelineTimeout, out.Plan.TasksTimeout, out.Plan.FinallyTimeout = nonZero(t.Pipeline), nonZero(t.Tasks), nonZero(t.Finally)
 	}
 	m := newMerger(opts)
+	weigh := &budget{}
 	for _, t := range c.Tasks {
 		tr := t.TaskRun.DeepCopy()
 		tr.UID = opts.TaskRunUIDs[tr.Name]
+		if err := weigh.take(t, tr); err != nil {
+			return nil, err
+		}
 		taskPod, err := buildTaskPod(ctx, opts, t, tr)
 		if err != nil {
 			return nil, fmt.Errorf("pipeline task %q (TaskRun %s): %w", t.PipelineTask, tr.Name, err)
+		}
+		if err := weigh.built(t, taskPod); err != nil {
+			return nil, err
 		}
 		pt, err := m.add(t, taskPod)
 		if err != nil {

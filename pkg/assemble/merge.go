@@ -166,13 +166,6 @@ func (m *merger) addContainers(t compile.Task, containers []corev1.Container, vn
 	return pt, nil
 }
 
-// containerName is a task's container in the merged pod: "step-" prefixed, sidecars
-// too, so Tekton's stopSidecars leaves every container alone, and carrying the task's
-// key so two tasks' containers do not collide.
-func containerName(key, name string) string {
-	return kmeta.ChildName(pod.GetContainerName(key), "-"+name)
-}
-
 // stateMounts let a container read the whole run's state and plan, and write its task's.
 func stateMounts(key string) []corev1.VolumeMount {
 	return []corev1.VolumeMount{

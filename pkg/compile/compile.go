@@ -87,6 +87,9 @@ type Workspace struct {
 // Compile validates a resolved Pipeline against the CustomRun and what one pod can
 // honour, and lays out its child TaskRuns.
 func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*Compiled, error) {
+	if err := validateRunName(cr); err != nil {
+		return nil, err
+	}
 	pr := r.PipelineRun.DeepCopy()
 	ps := r.Spec.DeepCopy()
 	if err := validate(ctx, ps, pr); err != nil {
@@ -161,6 +164,9 @@ func validate(ctx context.Context, ps *v1.PipelineSpec, pr *v1.PipelineRun) erro
 // substitutePipeline applies what is known before the run: params, contexts and
 // workspace bindings, as Tekton's PipelineRun reconciler does.
 func substitutePipeline(ps *v1.PipelineSpec, pr *v1.PipelineRun, name string) (*v1.PipelineSpec, error) {
+	if err := ExpansionFits("spec.params", ps, pr.Spec.Params, ps.Params); err != nil {
+		return nil, err
+	}
 	ps, err := prresources.ApplyParameters(ps, pr)
 	if err != nil {
 		return nil, fmt.Errorf("spec.params: %w", err)
@@ -310,6 +316,11 @@ func (c *Compiled) addPipelineTask(ctx context.Context, s *scope, sl slot) ([]st
 	if err := refuseInOnePod(sl.pt, f); err != nil {
 		return nil, err
 	}
+	if sl.pt.IsMatrixed() {
+		if err := c.fits(f, sl.pt); err != nil {
+			return nil, err
+		}
+	}
 	combos := matrixInstances(sl.pt)
 	if len(combos) == 0 {
 		c.Skipped = append(c.Skipped, Skipped{PipelineTask: s.prefix + sl.pt.Name, Finally: sl.finally, Reason: v1.EmptyArrayInMatrixParams})
@@ -322,6 +333,9 @@ func (c *Compiled) addPipelineTask(ctx context.Context, s *scope, sl slot) ([]st
 	var keys []string
 	for i, combo := range combos {
 		t := c.instance(p, i, combo)
+		if err := validLabels(f, t.TaskRun.Labels); err != nil {
+			return nil, err
+		}
 		keys = append(keys, t.Key)
 		c.Tasks = append(c.Tasks, t)
 	}

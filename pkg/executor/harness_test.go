@@ -282,7 +282,7 @@ func (pd *pod) run() *podRun {
 		pd.t.Fatal("the pod did not finish in time")
 	}
 	rep := out[plan.ReporterContainer]
-	states, done, err := plan.ReadReport(strings.NewReader(rep.stdout))
+	states, done, err := pd.plan.ReadReport(strings.NewReader(rep.stdout))
 	if err != nil {
 		pd.t.Fatal(err)
 	}

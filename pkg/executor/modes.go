@@ -108,6 +108,10 @@ func runReport(cfg Config) error {
 				all = false
 				continue
 			}
+			st, forged := attribute(&t, st)
+			if forged {
+				log.Print(st.Message)
+			}
 			final[t.Key] = terminal(st)
 			if !terminal(st) {
 				all = false

@@ -16,7 +16,25 @@ import (
 // may end in a line cut short while the reporter was still writing: lines that do not
 // parse are ignored rather than failing the whole read, since a later read of the same
 // log will see them complete. Only an error of r itself is returned.
+//
+// ReadReport takes every key a line names; (*Plan).ReadReport, which keeps only the
+// plan's tasks, is the one to use wherever the plan is at hand.
 func ReadReport(r io.Reader) (states map[string]TaskState, done bool, err error) {
+	return readReport(r, func(string) bool { return true })
+}
+
+// ReadReport is the package's ReadReport keeping only the states of the plan's own
+// tasks: a line about any other key, which no reporter of this plan would write, is
+// ignored rather than allowed to add a task the controller would then report on.
+func (p *Plan) ReadReport(r io.Reader) (states map[string]TaskState, done bool, err error) {
+	known := make(map[string]bool, len(p.Tasks))
+	for _, t := range p.Tasks {
+		known[t.Key] = true
+	}
+	return readReport(r, func(key string) bool { return known[key] })
+}
+
+func readReport(r io.Reader, known func(key string) bool) (states map[string]TaskState, done bool, err error) {
 	states = map[string]TaskState{}
 	br := bufio.NewReader(r)
 	var partial strings.Builder
@@ -30,7 +48,7 @@ func ReadReport(r io.Reader) (states map[string]TaskState, done bool, err error)
 		if content, complete := logContent(strings.TrimRight(line, "\r\n"), &partial); complete {
 			var l ReportLine
 			if json.Unmarshal([]byte(content), &l) == nil {
-				if l.Task != nil && l.Task.Key != "" {
+				if l.Task != nil && l.Task.Key != "" && known(l.Task.Key) {
 					states[l.Task.Key] = *l.Task
 				}
 				done = done || l.Done

@@ -85,3 +85,30 @@ func TestReadReportLongLine(t *testing.T) {
 		t.Error("a 1 MiB line did not survive")
 	}
 }
+
+// A plan's ReadReport keeps only its own tasks' states: a line about a key no task of
+// the plan has is not a state the controller may report on.
+func TestPlanReadReportKeepsKnownKeys(t *testing.T) {
+	p := &Plan{Tasks: []Task{{Key: "a"}, {Key: "b"}}}
+	log := strings.Join([]string{
+		line(t, ReportLine{Task: &TaskState{Key: "a", Phase: PhaseSucceeded}}),
+		line(t, ReportLine{Task: &TaskState{Key: "intruder", Phase: PhaseSucceeded}}),
+		line(t, ReportLine{Task: &TaskState{Key: "b", Phase: PhaseRunning}}),
+		line(t, ReportLine{Done: true}),
+	}, "\n") + "\n"
+	got, done, err := p.ReadReport(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]TaskState{"a": {Key: "a", Phase: PhaseSucceeded}, "b": {Key: "b", Phase: PhaseRunning}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	if !done {
+		t.Error("done marker lost")
+	}
+	all, _, _ := ReadReport(strings.NewReader(log))
+	if _, ok := all["intruder"]; !ok {
+		t.Error("the plan-less ReadReport should still see every key; the test no longer tells the two apart")
+	}
+}

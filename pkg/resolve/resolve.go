@@ -96,11 +96,14 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 	pr.SetDefaults(ctx)
 	pr.Spec.Timeouts = timeouts
 	out := &Resolved{PipelineRun: pr}
+	w := &walk{}
 	switch {
 	case pr.Spec.PipelineSpec != nil:
 		out.Spec = pr.Spec.PipelineSpec.DeepCopy()
 		out.PipelineName = cr.Name
+		w.root(cr.Name, nil)
 	default:
+		w.root(s.PipelineRef.Name, s.PipelineRef)
 		p, err := r.Pipeline(ctx, s.PipelineRef)
 		if err != nil {
 			return nil, fmt.Errorf("%s: resolving Pipeline %q: %w", refField(cr), s.PipelineRef.Name, err)
@@ -108,7 +111,7 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 		out.Spec = p.Spec.DeepCopy()
 		out.PipelineName = p.Name
 	}
-	if err := resolveSpec(ctx, r, out, "spec.pipelineSpec"); err != nil {
+	if err := resolveSpec(ctx, r, out, "spec.pipelineSpec", w); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -121,8 +124,12 @@ func refField(cr *v1beta1.CustomRun) string {
 	return "spec.customSpec.spec.pipelineRef"
 }
 
-// resolveSpec defaults and validates a Pipeline spec, then resolves its tasks.
-func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string) error {
+// resolveSpec defaults and validates a Pipeline spec, then resolves its tasks. w bounds
+// the whole resolution (see bounds.go).
+func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w *walk) error {
+	if err := w.count(field+".tasks", out.Spec); err != nil {
+		return err
+	}
 	out.Spec.SetDefaults(ctx)
 	if err := out.Spec.Validate(ctx); err != nil {
 		return fmt.Errorf("%s: invalid Pipeline %q: %w", field, out.PipelineName, err)
@@ -142,6 +149,9 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string) e
 			}
 			switch {
 			case pt.PipelineSpec != nil || pt.PipelineRef != nil:
+				if err := w.enter(f, pt); err != nil {
+					return err
+				}
 				child := &Resolved{PipelineRun: out.PipelineRun, PipelineName: pt.Name}
 				if pt.PipelineSpec != nil {
 					child.Spec = pt.PipelineSpec.DeepCopy()
@@ -152,9 +162,10 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string) e
 					}
 					child.Spec, child.PipelineName = p.Spec.DeepCopy(), p.Name
 				}
-				if err := resolveSpec(ctx, r, child, f+".pipelineSpec"); err != nil {
+				if err := resolveSpec(ctx, r, child, f+".pipelineSpec", w); err != nil {
 					return err
 				}
+				w.leave()
 				out.Pipelines[pt.Name] = child
 			case pt.TaskRef != nil && pt.TaskRef.IsCustomTask():
 				return fmt.Errorf("%s.taskRef: custom task %s/%s cannot run inside one pod: its controller would need pods of its own", f, pt.TaskRef.APIVersion, pt.TaskRef.Kind)
@@ -164,6 +175,9 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string) e
 				t, err := r.Task(ctx, pt)
 				if err != nil {
 					return fmt.Errorf("%s.taskRef: resolving Task %q: %w", f, pt.TaskRef.Name, err)
+				}
+				if err := w.steps(field+"."+list.field, pt.Name, &t.Spec, max(1, pt.Matrix.CountCombinations())); err != nil {
+					return err
 				}
 				ts := t.Spec.DeepCopy()
 				ts.SetDefaults(ctx)
