@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,8 @@ func TestHostileInputsFromTheShell(t *testing.T) {
 			continue
 		}
 		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		ee := &exec.ExitError{}
+		if errors.As(err, &ee) {
 			t.Errorf("%s: want exit 1, got %v", f, err)
 		}
 		if len(lines) != 1 || !strings.HasPrefix(lines[0], f+"#") || !strings.Contains(lines[0], ": ") {

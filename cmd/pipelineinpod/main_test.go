@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +70,8 @@ func TestRenderFromTheShell(t *testing.T) {
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		runErr := cmd.Run()
 		if e.Expect == corpus.Refused {
-			if ee, ok := runErr.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			ee := &exec.ExitError{}
+			if errors.As(runErr, &ee) {
 				t.Errorf("%s: want exit 1, got %v", f, runErr)
 			}
 			for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {

@@ -40,7 +40,7 @@ func maxWeightAntichain(n int, edges [][2]int, w []int64) (int64, []int) {
 	g := newFlowGraph(2*n + 2)
 	// An edge with lower bound l carrying f has residual inf-f forwards and f-l backwards.
 	add := func(a, b int, l, f int64) { g.addEdge(a, b, inf-f, f-l) }
-	for v := 0; v < n; v++ {
+	for v := range n {
 		add(s, in(v), 0, w[v])
 		add(in(v), out(v), w[v], w[v])
 		add(out(v), t, 0, w[v])
@@ -52,7 +52,7 @@ func maxWeightAntichain(n int, edges [][2]int, w []int64) (int64, []int) {
 	reach := g.reachable(t)
 	var set []int
 	var sum int64
-	for v := 0; v < n; v++ {
+	for v := range n {
 		if !reach[in(v)] && reach[out(v)] {
 			set = append(set, v)
 			sum += w[v]

@@ -10,11 +10,11 @@ import (
 // returns is an antichain of the weight it claims.
 func TestMaxWeightAntichainAgainstBruteForce(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
-	for iter := 0; iter < 3000; iter++ {
+	for range 3000 {
 		n := 1 + rng.Intn(12)
 		density := rng.Float64()
 		var edges [][2]int
-		for u := 0; u < n; u++ {
+		for u := range n {
 			for v := u + 1; v < n; v++ {
 				if rng.Float64() < density*density {
 					edges = append(edges, [2]int{u, v})
@@ -34,7 +34,7 @@ func TestMaxWeightAntichainAgainstBruteForce(t *testing.T) {
 		}
 		reach := closure(n, edges)
 		want := int64(0)
-		for mask := 0; mask < 1<<n; mask++ {
+		for mask := range 1 << n {
 			if sum, ok := antichainWeight(mask, n, reach, w); ok && sum > want {
 				want = sum
 			}
@@ -61,9 +61,9 @@ func closure(n int, edges [][2]int) [][]bool {
 	for _, e := range edges {
 		r[e[0]][e[1]] = true
 	}
-	for k := 0; k < n; k++ {
-		for i := 0; i < n; i++ {
-			for j := 0; j < n; j++ {
+	for k := range n {
+		for i := range n {
+			for j := range n {
 				if r[i][k] && r[k][j] {
 					r[i][j] = true
 				}
@@ -75,12 +75,12 @@ func closure(n int, edges [][2]int) [][]bool {
 
 func antichainWeight(mask, n int, reach [][]bool, w []int64) (int64, bool) {
 	var sum int64
-	for i := 0; i < n; i++ {
+	for i := range n {
 		if mask&(1<<i) == 0 {
 			continue
 		}
 		sum += w[i]
-		for j := 0; j < n; j++ {
+		for j := range n {
 			if mask&(1<<j) != 0 && reach[i][j] {
 				return 0, false
 			}
@@ -96,14 +96,14 @@ func BenchmarkMaxWeightAntichainLayered(b *testing.B) {
 	n := layers*width + width
 	var edges [][2]int
 	for l := 1; l < layers; l++ {
-		for i := 0; i < width; i++ {
-			for j := 0; j < width; j++ {
+		for i := range width {
+			for j := range width {
 				edges = append(edges, [2]int{(l-1)*width + j, l*width + i})
 			}
 		}
 	}
 	for f := layers * width; f < n; f++ {
-		for v := 0; v < layers*width; v++ {
+		for v := range layers * width {
 			edges = append(edges, [2]int{v, f})
 		}
 	}
@@ -112,7 +112,7 @@ func BenchmarkMaxWeightAntichainLayered(b *testing.B) {
 		w[i] = int64(100 + i%7*250)
 	}
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	for range b.N {
 		maxWeightAntichain(n, edges, w)
 	}
 }

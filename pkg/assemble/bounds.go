@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 )
 
 // budget weighs each task's spec, as its params will expand, before Tekton's

@@ -13,10 +13,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // AnnotationResources holds, as JSON, the pod's Resources: the peak, which tasks make
@@ -152,7 +153,7 @@ func acyclic(n int, edges [][2]int) error {
 		indeg[e[1]]++
 	}
 	var ready []int
-	for v := 0; v < n; v++ {
+	for v := range n {
 		if indeg[v] == 0 {
 			ready = append(ready, v)
 		}

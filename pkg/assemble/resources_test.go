@@ -6,9 +6,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 func rl(kv ...string) corev1.ResourceList {
@@ -37,7 +38,7 @@ func TestPeakDemand(t *testing.T) {
 	cpu := func(v string) corev1.ResourceList { return rl("cpu", v) }
 	var finallyAfter []string
 	fanOut := []TaskDemand{td("root", cpu("1"))}
-	for i := 0; i < 8; i++ {
+	for i := range 8 {
 		k := fmt.Sprintf("w%d", i)
 		fanOut = append(fanOut, td(k, cpu("500m"), "root"))
 		finallyAfter = append(finallyAfter, k)

@@ -6,8 +6,9 @@ import (
 	"math"
 	"strings"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 )
 
 // fits refuses a matrix whose fan-out would take the run over resolve.MaxTasks. Resolve

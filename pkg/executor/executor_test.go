@@ -284,7 +284,7 @@ echo $(context.task.retry-count) >> $ROOT/` + root + `.second
 				attempts = append(attempts, fmt.Sprintf("%d:%s/%s:%v", a.RetryCount, a.Phase, a.Reason, stepSummary(a)))
 			}
 			var wantAttempts []string
-			for i := 0; i < tc.retries; i++ {
+			for i := range tc.retries {
 				wantAttempts = append(wantAttempts, fmt.Sprintf("%d:Failed/Failed:[s0/Completed/0 s1/Error/1]", i))
 			}
 			if diff := cmp.Diff(wantAttempts, attempts); diff != "" {

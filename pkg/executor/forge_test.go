@@ -6,8 +6,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // TestForgedStateIsAttributedToItsWriter: task x writes, into its own state directory,

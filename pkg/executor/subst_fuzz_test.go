@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"k8s.io/apimachinery/pkg/selection"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // FuzzSubstitution feeds run-time substitution what a step controls: the values of the

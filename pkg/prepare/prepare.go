@@ -158,7 +158,7 @@ func (s *Stages) assembler(res resolve.Resolver, compiled *compile.Compiled) fun
 // with reason.
 func classify(reason string, err error) error {
 	if errors.Is(err, remote.ErrRequestInProgress) || errors.Is(err, resolutioncommon.ErrRequestInProgress) {
-		return fmt.Errorf("%w: %v", ErrInProgress, err)
+		return fmt.Errorf("%w: %w", ErrInProgress, err)
 	}
 	return &Failure{Reason: reason, Err: err}
 }

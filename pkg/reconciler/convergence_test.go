@@ -329,7 +329,7 @@ func TestDoneStaysDoneOnNewGeneration(t *testing.T) {
 func TestWritesOfARun(t *testing.T) {
 	const n = 3
 	var tasks []taskDef
-	for i := 0; i < n; i++ {
+	for i := range n {
 		tasks = append(tasks, taskDef{name: fmt.Sprintf("t%d", i), steps: 2})
 	}
 	h := newHarness(t, newCustomRun("run"), tasks...)

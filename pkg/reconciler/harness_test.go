@@ -109,11 +109,11 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepa
 			Spec: v1.TaskRunSpec{Status: v1.TaskRunSpecStatusPending, TaskSpec: &v1.TaskSpec{}, ManagedBy: ptr.To(v1alpha1.TaskRunManagedBy)},
 		}
 		pt := plan.Task{Key: d.key(), PipelineTask: d.name, TaskRun: tr.Name, Finally: d.finally}
-		for i := 0; i < d.steps; i++ {
+		for i := range d.steps {
 			tr.Spec.TaskSpec.Steps = append(tr.Spec.TaskSpec.Steps, v1.Step{Name: fmt.Sprintf("s%d", i), Image: "busybox"})
 			pt.Steps = append(pt.Steps, d.container(i))
 		}
-		for i := 0; i < d.sidecars; i++ {
+		for i := range d.sidecars {
 			tr.Spec.TaskSpec.Sidecars = append(tr.Spec.TaskSpec.Sidecars, v1.Sidecar{Name: fmt.Sprintf("sc%d", i), Image: "redis"})
 			pt.Sidecars = append(pt.Sidecars, d.sidecar(i))
 		}
@@ -330,7 +330,7 @@ func exit(c int32) *int32 { return &c }
 
 func runningState(d taskDef, start time.Duration) plan.TaskState {
 	s := plan.TaskState{Key: d.key(), Phase: plan.PhaseRunning, StartTime: at(start)}
-	for i := 0; i < d.steps; i++ {
+	for i := range d.steps {
 		ss := plan.StepState{Name: fmt.Sprintf("s%d", i), Container: d.container(i)}
 		if i == 0 {
 			ss.StartTime = at(start)
@@ -346,7 +346,7 @@ func finalState(d taskDef, phase plan.Phase, reason string, start, end time.Dura
 		s.StartTime = nil
 		return s
 	}
-	for i := 0; i < d.steps; i++ {
+	for i := range d.steps {
 		code := int32(0)
 		r := "Completed"
 		if phase == plan.PhaseFailed && i == d.steps-1 {

@@ -176,7 +176,7 @@ func (r *Reconciler) markReady(ctx context.Context, pod *corev1.Pod, tasks []pla
 // attempts that ended because their tasks ended are left to finish (and keep their logs).
 func (r *Reconciler) deleteEndedPods(ctx context.Context, cr *v1beta1.CustomRun, n int) error {
 	logger := logging.FromContext(ctx)
-	for i := 0; i < n; i++ {
+	for i := range n {
 		var c *apis.Condition
 		if i < len(cr.Status.RetriesStatus) {
 			c = cr.Status.RetriesStatus[i].GetCondition(apis.ConditionSucceeded)

@@ -274,7 +274,7 @@ spec:
 func BenchmarkRender200Tasks(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString("apiVersion: tekton.dev/v1\nkind: PipelineRun\nmetadata: {name: big}\nspec:\n  pipelineSpec:\n    tasks:\n")
-	for i := 0; i < 200; i++ {
+	for i := range 200 {
 		fmt.Fprintf(&sb, "    - name: t%d\n", i)
 		if i >= 20 {
 			sb.WriteString("      runAfter: [")
@@ -294,7 +294,7 @@ func BenchmarkRender200Tasks(b *testing.B) {
 	}
 	var size int
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	for range b.N {
 		res, err := Render(context.Background(), DefaultOptions(), docs)
 		if err != nil || res[0].Err != nil {
 			b.Fatal(err, res[0].Err)

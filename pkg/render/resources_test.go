@@ -5,9 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 )
 
 // The pipelines of issue 10, rendered with both mechanisms: the pod reserves the peak

@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
-	pipinpod "github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	pipinpod "github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 )
 
 // mapResolver serves Pipelines by name and counts the fetches.
@@ -72,20 +73,20 @@ func tektonCtx(t *testing.T) context.Context {
 func TestResolveRefusesCyclesAndExplosions(t *testing.T) {
 	pipInPod := v1.PipelineTask{Name: "again", TaskRef: &v1.TaskRef{APIVersion: pipinpod.APIVersion, Kind: v1.TaskKind(pipinpod.Kind), Name: "self"}}
 	tree := map[string]*v1.Pipeline{}
-	for d := 0; d < 16; d++ {
+	for d := range 16 {
 		tree[fmt.Sprintf("p%d", d)] = pipelineOf(fmt.Sprintf("p%d", d), ref("l", fmt.Sprintf("p%d", d+1)), ref("r", fmt.Sprintf("p%d", d+1)))
 	}
 	tree["p16"] = pipelineOf("p16", leaf("t"))
 	chain := map[string]*v1.Pipeline{}
-	for d := 0; d < 12; d++ {
+	for d := range 12 {
 		chain[fmt.Sprintf("c%d", d)] = pipelineOf(fmt.Sprintf("c%d", d), ref("next", fmt.Sprintf("c%d", d+1)))
 	}
 	chain["c12"] = pipelineOf("c12", leaf("t"))
 	wide := map[string]*v1.Pipeline{"wide": pipelineOf("wide")}
-	for i := 0; i < 2; i++ {
+	for i := range 2 {
 		pt := leaf(fmt.Sprintf("m%d", i))
 		var vals []string
-		for j := 0; j < 200; j++ {
+		for j := range 200 {
 			vals = append(vals, fmt.Sprint(j))
 		}
 		pt.Matrix = &v1.Matrix{Params: v1.Params{{Name: "x", Value: *v1.NewStructuredValues(vals[0], vals[1:]...)}}}
@@ -93,7 +94,7 @@ func TestResolveRefusesCyclesAndExplosions(t *testing.T) {
 		wide["wide"].Spec.Tasks = append(wide["wide"].Spec.Tasks, pt)
 	}
 	flat := map[string]*v1.Pipeline{"flat": pipelineOf("flat")}
-	for i := 0; i < 300; i++ {
+	for i := range 300 {
 		flat["flat"].Spec.Tasks = append(flat["flat"].Spec.Tasks, leaf(fmt.Sprintf("t%d", i)))
 	}
 	for _, tc := range []struct {
@@ -175,7 +176,7 @@ func TestResolveWithinBounds(t *testing.T) {
 		"top":    pipelineOf("top", ref("one", "shared"), ref("two", "shared")),
 		"shared": pipelineOf("shared", leaf("t")),
 	}
-	for d := 0; d < MaxDepth; d++ {
+	for d := range MaxDepth {
 		ps[fmt.Sprintf("c%d", d)] = pipelineOf(fmt.Sprintf("c%d", d), ref("next", fmt.Sprintf("c%d", d+1)))
 	}
 	ps[fmt.Sprintf("c%d", MaxDepth)] = pipelineOf("last", leaf("t"))

@@ -184,7 +184,7 @@ func moduleEntries(ctx context.Context, c *cluster.Clients) ([]entry, error) {
 		if !ok {
 			continue
 		}
-		f := f
+
 		en := entry{name: f, load: func() ([]byte, error) { return corpus.Load(exdir, f) }}
 		switch e.Expect {
 		case corpus.Skip:
