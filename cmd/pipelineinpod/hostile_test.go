@@ -14,7 +14,7 @@ import (
 // never in a stack trace.
 func TestHostileInputsFromTheShell(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "pipelineinpod")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	files, _ := filepath.Glob(filepath.Join("..", "..", "pkg", "render", "testdata", "hostile", "*.yaml"))
@@ -23,7 +23,7 @@ func TestHostileInputsFromTheShell(t *testing.T) {
 	}
 	for _, f := range files {
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, "render", "-f", f)
+		cmd := exec.CommandContext(t.Context(), bin, "render", "-f", f)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
 		if strings.Contains(stderr.String(), "goroutine") || strings.Contains(stderr.String(), "panic") {
@@ -36,8 +36,8 @@ func TestHostileInputsFromTheShell(t *testing.T) {
 			continue
 		}
 		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		ee := &exec.ExitError{}
-		if errors.As(err, &ee) {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Errorf("%s: want exit 1, got %v", f, err)
 		}
 		if len(lines) != 1 || !strings.HasPrefix(lines[0], f+"#") || !strings.Contains(lines[0], ": ") {

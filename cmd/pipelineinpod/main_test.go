@@ -34,7 +34,7 @@ func TestRenderFromTheShell(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "pipelineinpod")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	renderDefaults := map[string]string{"enable-api-fields": config.DefaultEnableAPIFields}
@@ -66,12 +66,12 @@ func TestRenderFromTheShell(t *testing.T) {
 		}
 		ran++
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, "render", "-f", path)
+		cmd := exec.CommandContext(t.Context(), bin, "render", "-f", path)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		runErr := cmd.Run()
 		if e.Expect == corpus.Refused {
-			ee := &exec.ExitError{}
-			if errors.As(runErr, &ee) {
+			var ee *exec.ExitError
+			if !errors.As(runErr, &ee) || ee.ExitCode() != 1 {
 				t.Errorf("%s: want exit 1, got %v", f, runErr)
 			}
 			for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {

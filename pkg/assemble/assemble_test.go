@@ -155,7 +155,7 @@ func compileRun(t *testing.T, doc string) (context.Context, *compile.Compiled, a
 		t.Fatal(err)
 	}
 	ro := render.DefaultOptions()
-	return r.Ctx, r.Compiled, assemble.Options{Images: ro.Images, EntrypointImage: ro.EntrypointImage, KubeClient: r.KubeClient, Resolver: r.Resolver}
+	return compiletest.Context(t), r.Compiled, assemble.Options{Images: ro.Images, EntrypointImage: ro.EntrypointImage, KubeClient: r.KubeClient, Resolver: r.Resolver}
 }
 
 // The pod's name comes from the attempt the caller passes, not from the CustomRun's

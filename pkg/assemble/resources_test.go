@@ -488,18 +488,18 @@ func qos(p *corev1.Pod) corev1.PodQOSClass {
 		}
 		return corev1.PodQOSGuaranteed
 	}
-	any, guaranteed := false, true
+	anySet, guaranteed := false, true
 	for _, c := range allContainers(p) {
 		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 			req, lim := c.Resources.Requests[r], c.Resources.Limits[r]
-			any = any || !req.IsZero() || !lim.IsZero()
+			anySet = anySet || !req.IsZero() || !lim.IsZero()
 			if lim.IsZero() || req.Cmp(lim) != 0 {
 				guaranteed = false
 			}
 		}
 	}
 	switch {
-	case !any:
+	case !anySet:
 		return corev1.PodQOSBestEffort
 	case guaranteed:
 		return corev1.PodQOSGuaranteed

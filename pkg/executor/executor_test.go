@@ -653,11 +653,11 @@ func TestInit(t *testing.T) {
 	state := dir + "/state"
 	copied := dir + "/bin/entrypoint"
 	for range 2 { // a second run must keep the first start time
-		if out, err := exec.Command(bin, "-pip_mode", "init", "-pip_plan", planFile, "-pip_state", state, "-pip_bin", copied).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(t.Context(), bin, "-pip_mode", "init", "-pip_plan", planFile, "-pip_state", state, "-pip_bin", copied).CombinedOutput(); err != nil {
 			t.Fatalf("init: %v\n%s", err, out)
 		}
 	}
-	if out, err := exec.Command(copied, "-pip_mode", "nope").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown -pip_mode") {
+	if out, err := exec.CommandContext(t.Context(), copied, "-pip_mode", "nope").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown -pip_mode") {
 		t.Errorf("the copied binary does not run as the entrypoint: %v\n%s", err, out)
 	}
 	start, err := os.ReadFile(plan.StartFile(state))

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/pipelineinpod/pipelineinpod/cmd/entrypoint").CombinedOutput()
+		out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "github.com/pipelineinpod/pipelineinpod/cmd/entrypoint").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "building the entrypoint: %v\n%s", err, out)
 			return 1
@@ -254,7 +254,7 @@ func (pd *pod) run() *podRun {
 			}
 		}
 	}
-	if out, err := exec.Command(bin, "-pip_mode", "init", "-pip_plan", pd.path("plan.json"), "-pip_state", pd.state).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(pd.t.Context(), bin, "-pip_mode", "init", "-pip_plan", pd.path("plan.json"), "-pip_state", pd.state).CombinedOutput(); err != nil {
 		pd.t.Fatalf("init: %v\n%s", err, out)
 	}
 

@@ -91,7 +91,9 @@ func runReport(cfg Config) error {
 			}
 			last[l.Task.Key] = b
 		}
-		w.Write(b)
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
 		return w.WriteByte('\n')
 	}
 	return wait.PollUntilContextCancel(context.Background(), cfg.ReportPoll, true, func(context.Context) (bool, error) {
@@ -150,7 +152,9 @@ func runSidecar(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(args[0], args[1:]...)
+	// Never cancelled: the sidecar's life is bounded by its task's state and by the
+	// signals relayed below, and stop gives it its grace period.
+	cmd := exec.CommandContext(context.Background(), args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -188,17 +192,20 @@ func runSidecar(cfg Config) error {
 			log.Printf("sidecar exited: %v", err)
 		}
 	case <-ended:
-		stop(cmd, exited, cfg.SidecarGrace)
+		// Its exit status is dropped: it was stopped on purpose.
+		_ = stop(cmd, exited, cfg.SidecarGrace)
 	}
 	return nil
 }
 
-func stop(cmd *exec.Cmd, exited chan error, grace time.Duration) {
+// stop ends a sidecar that outlived its task and returns how it exited.
+func stop(cmd *exec.Cmd, exited chan error, grace time.Duration) error {
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
-	case <-exited:
+	case err := <-exited:
+		return err
 	case <-time.After(grace):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+		return <-exited
 	}
 }

@@ -184,7 +184,7 @@ func (v *values) addResult(pt, name string, val v1.ResultValue) {
 		}
 		// Where an array cannot expand into separate args (inside a longer string,
 		// env, script) it is written as JSON, as Tekton does for when inputs.
-		js, _ := json.Marshal(val.ArrayVal)
+		js, _ := json.Marshal(val.ArrayVal) //nolint:errchkjson // a []string always marshals
 		set("", string(js))
 		set("[*]", string(js))
 	case v1.ParamTypeObject:
@@ -194,7 +194,7 @@ func (v *values) addResult(pt, name string, val v1.ResultValue) {
 			set(fmt.Sprintf("[%q]", k), e)
 			set(fmt.Sprintf("['%s']", k), e)
 		}
-		js, _ := json.Marshal(val.ObjectVal)
+		js, _ := json.Marshal(val.ObjectVal) //nolint:errchkjson // a map[string]string always marshals
 		set("", string(js))
 		set("[*]", string(js))
 	default:

@@ -245,8 +245,13 @@ func TestSummaryEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	var generic any
-	_ = json.Unmarshal(raw.Raw, &generic)
-	again, _ := json.Marshal(generic)
+	if err := json.Unmarshal(raw.Raw, &generic); err != nil {
+		t.Fatal(err)
+	}
+	again, err := json.Marshal(generic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(again) != string(raw.Raw) {
 		t.Errorf("not canonical: %s vs %s", raw.Raw, again)
 	}

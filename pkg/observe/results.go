@@ -71,10 +71,10 @@ func PipelineResults(spec []v1.PipelineResult, tasks []TaskOutcome, skipped []v1
 func resultString(v v1.ResultValue) string {
 	switch v.Type {
 	case v1.ParamTypeArray:
-		b, _ := json.Marshal(v.ArrayVal)
+		b, _ := json.Marshal(v.ArrayVal) //nolint:errchkjson // a []string always marshals
 		return string(b)
 	case v1.ParamTypeObject:
-		b, _ := json.Marshal(v.ObjectVal)
+		b, _ := json.Marshal(v.ObjectVal) //nolint:errchkjson // a map[string]string always marshals
 		return string(b)
 	}
 	return v.StringVal

@@ -54,7 +54,8 @@ func readReport(r io.Reader, known func(key string) bool) (states map[string]Tas
 				done = done || l.Done
 			}
 		}
-		if rerr != nil {
+		// Any other read error returned above: this is the end of the log.
+		if errors.Is(rerr, io.EOF) {
 			return states, done, nil
 		}
 	}

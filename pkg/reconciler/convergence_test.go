@@ -587,7 +587,7 @@ func TestInformerMovesOnDuringReconcile(t *testing.T) {
 	must(t, staleIdx.Add(stale))
 	impl := customrunreconciler.NewReconciler(h.ctx, logtesting.TestLogger(t), h.tekton,
 		listersv1beta1.NewCustomRunLister(staleIdx), h.recorder, h.r)
-	impl.(pkgreconciler.LeaderAware).Promote(pkgreconciler.UniversalBucket(), func(pkgreconciler.Bucket, types.NamespacedName) {})
+	must(t, impl.(pkgreconciler.LeaderAware).Promote(pkgreconciler.UniversalBucket(), func(pkgreconciler.Bucket, types.NamespacedName) {}))
 	h.clock.SetTime(t0.Add(time.Minute))
 	_ = impl.Reconcile(h.ctx, ns+"/run")
 

@@ -164,9 +164,14 @@ func (f *fakeReports) Read(_ context.Context, pod *corev1.Pod) (map[string]plan.
 		return nil, false, f.err
 	}
 	// The real reader goes through JSON; so does this, to compare like with like.
-	b, _ := json.Marshal(f.states[pod.Name])
+	b, err := json.Marshal(f.states[pod.Name])
+	if err != nil {
+		return nil, false, err
+	}
 	var out map[string]plan.TaskState
-	_ = json.Unmarshal(b, &out)
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, false, err
+	}
 	return out, f.done[pod.Name], nil
 }
 
@@ -217,7 +222,9 @@ func (h *harness) restart() {
 	}
 	h.impl = customrunreconciler.NewReconciler(h.ctx, logtesting.TestLogger(h.t), h.tekton,
 		listersv1beta1.NewCustomRunLister(h.crIdx), h.recorder, h.r)
-	h.impl.(pkgreconciler.LeaderAware).Promote(pkgreconciler.UniversalBucket(), func(pkgreconciler.Bucket, types.NamespacedName) {})
+	if err := h.impl.(pkgreconciler.LeaderAware).Promote(pkgreconciler.UniversalBucket(), func(pkgreconciler.Bucket, types.NamespacedName) {}); err != nil {
+		h.t.Fatal(err)
+	}
 	h.sync()
 }
 

@@ -299,7 +299,10 @@ func BenchmarkRender200Tasks(b *testing.B) {
 		if err != nil || res[0].Err != nil {
 			b.Fatal(err, res[0].Err)
 		}
-		raw, _ := json.Marshal(res[0].Output.Pod)
+		raw, err := json.Marshal(res[0].Output.Pod)
+		if err != nil {
+			b.Fatal(err)
+		}
 		size = len(raw)
 	}
 	b.ReportMetric(float64(size), "pod-bytes")

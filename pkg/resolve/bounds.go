@@ -49,21 +49,30 @@ type link struct {
 }
 
 // root starts the chain with the run's own Pipeline.
-func (w *walk) root(name string, ref *v1.PipelineRef) {
-	w.chain = []link{{name: name, id: refID(ref)}}
+func (w *walk) root(name string, ref *v1.PipelineRef) error {
+	id, err := refID(ref)
+	if err != nil {
+		return err
+	}
+	w.chain = []link{{name: name, id: id}}
+	return nil
 }
 
 // enter checks a pipelines-in-pipelines task before its Pipeline is fetched: it may
 // not name a Pipeline already in the chain, nor nest deeper than MaxDepth.
 func (w *walk) enter(field string, pt v1.PipelineTask) error {
-	l := link{name: pt.Name + " (inline pipelineSpec)"}
-	if pt.PipelineSpec == nil && pt.PipelineRef != nil {
-		l = link{name: refName(pt.PipelineRef), id: refID(pt.PipelineRef)}
-	}
 	refField := field + ".pipelineRef"
 	if pt.TaskRef != nil {
 		// A PipelineInPod task naming a Pipeline.
 		refField = field + ".taskRef"
+	}
+	l := link{name: pt.Name + " (inline pipelineSpec)"}
+	if pt.PipelineSpec == nil && pt.PipelineRef != nil {
+		id, err := refID(pt.PipelineRef)
+		if err != nil {
+			return fmt.Errorf("%s: %w", refField, err)
+		}
+		l = link{name: refName(pt.PipelineRef), id: id}
 	}
 	for i, c := range w.chain {
 		if l.id != "" && c.id == l.id {
@@ -126,16 +135,21 @@ func (w *walk) names(i int, l link) string {
 }
 
 // refID is what makes two references the same Pipeline: its name in the run's
-// namespace, or its resolver with the resolver's params as written.
-func refID(ref *v1.PipelineRef) string {
+// namespace, or its resolver with the resolver's params as written. A param value of
+// no known type does not marshal; ignoring that would give every such reference the
+// same id and report a cycle that is not there.
+func refID(ref *v1.PipelineRef) (string, error) {
 	if ref == nil {
-		return ""
+		return "", nil
 	}
 	if ref.Resolver == "" {
-		return "name:" + ref.Name
+		return "name:" + ref.Name, nil
 	}
-	b, _ := json.Marshal(ref)
-	return "resolver:" + string(b)
+	b, err := json.Marshal(ref)
+	if err != nil {
+		return "", fmt.Errorf("params: %w", err)
+	}
+	return "resolver:" + string(b), nil
 }
 
 func refName(ref *v1.PipelineRef) string {

@@ -101,9 +101,13 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 	case pr.Spec.PipelineSpec != nil:
 		out.Spec = pr.Spec.PipelineSpec.DeepCopy()
 		out.PipelineName = cr.Name
-		w.root(cr.Name, nil)
+		if err := w.root(cr.Name, nil); err != nil {
+			return nil, err
+		}
 	default:
-		w.root(s.PipelineRef.Name, s.PipelineRef)
+		if err := w.root(s.PipelineRef.Name, s.PipelineRef); err != nil {
+			return nil, fmt.Errorf("%s: %w", refField(cr), err)
+		}
 		p, err := r.Pipeline(ctx, s.PipelineRef)
 		if err != nil {
 			return nil, fmt.Errorf("%s: resolving Pipeline %q: %w", refField(cr), s.PipelineRef.Name, err)
@@ -260,7 +264,7 @@ func (c *clientResolver) remotePipeline(ctx context.Context, ref *v1.PipelineRef
 	switch p := obj.(type) {
 	case *v1.Pipeline:
 		return p, nil
-	case *v1beta1.Pipeline:
+	case *v1beta1.Pipeline: //nolint:staticcheck // resolvers may still serve v1beta1 Pipelines, which Tekton accepts and converts to v1
 		out := &v1.Pipeline{}
 		if err := p.ConvertTo(ctx, out); err != nil {
 			return nil, err

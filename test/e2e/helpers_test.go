@@ -295,7 +295,7 @@ func tkn(t *testing.T, args ...string) string {
 			t.Fatalf("tkn is neither on PATH nor at %s (hack/local-cluster/build-tools.sh builds it)", bin)
 		}
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.CommandContext(t.Context(), bin, args...)
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

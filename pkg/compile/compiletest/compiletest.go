@@ -19,9 +19,9 @@ import (
 	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
 )
 
-// Run is a compiled run and what compiled it, which the later stages take too.
+// Run is a compiled run and what compiled it, which the later stages take too, with
+// the context Context gives.
 type Run struct {
-	Ctx        context.Context
 	Compiled   *compile.Compiled
 	Resolver   resolve.Resolver
 	KubeClient *k8sfake.Clientset
@@ -32,10 +32,7 @@ type Run struct {
 // default service account. The error is resolve's or compile's.
 func Compile(t testing.TB, doc string) (*Run, error) {
 	t.Helper()
-	ctx, err := v1alpha1.WithTektonConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := Context(t)
 	docs, err := render.Parse("doc.yaml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +49,7 @@ func Compile(t testing.TB, doc string) (*Run, error) {
 			pipelines = append(pipelines, p)
 		}
 	}
-	r := &Run{Ctx: ctx, KubeClient: k8sfake.NewSimpleClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: cr.Namespace}})}
+	r := &Run{KubeClient: k8sfake.NewSimpleClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: cr.Namespace}})}
 	r.Resolver = resolve.NewClientResolver(r.KubeClient, tektonfake.NewSimpleClientset(pipelines...), nil, cr)
 	resolved, err := resolve.Resolve(ctx, r.Resolver, cr)
 	if err != nil {
@@ -63,4 +60,14 @@ func Compile(t testing.TB, doc string) (*Run, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// Context carries the Tekton configuration the controller runs with, as Compile uses it.
+func Context(t testing.TB) context.Context {
+	t.Helper()
+	ctx, err := v1alpha1.WithTektonConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx
 }

@@ -11,6 +11,7 @@ package corpus
 import (
 	"bufio"
 	"bytes"
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -37,7 +38,7 @@ const ExamplesSubdir = "examples/v1"
 // ExamplesDir is the examples directory of the Tekton module version go.mod selects,
 // as the go command sees it (module cache, or a replace directory).
 func ExamplesDir() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", TektonModule).Output()
+	out, err := exec.CommandContext(context.Background(), "go", "list", "-m", "-f", "{{.Dir}}", TektonModule).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
