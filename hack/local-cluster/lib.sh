@@ -47,13 +47,10 @@ CONTAINERD_SOCK=$R/containerd/containerd.sock
 
 # The local image registry (Debian's docker-registry, run by registry.sh): loopback only. containerd pulls every
 # name under $MIRRORED_REGISTRIES from it (registry path <host>/<path>, see up.sh's hosts.toml), and ko pushes
-# there (KO_DOCKER_REPO=$REGISTRY/pipelineinpod; go-containerregistry speaks plain http to loopback registries).
+# there (env.sh: PIP_KO_DOCKER_REPO, PIP_KO_BASE_IMAGE; go-containerregistry speaks plain http to loopback
+# registries).
 REGISTRY=${PIP_REGISTRY:-127.0.0.1:5000}
 MIRRORED_REGISTRIES="docker.io mirror.gcr.io cgr.dev ghcr.io gcr.io registry.k8s.io quay.io"
-KO_REPO=$REGISTRY/pipelineinpod
-# ko's base image for the local cluster (ko.yaml keeps cgr.dev/chainguard/static for real clusters; this is the
-# same name served by the local registry: a distroless-like image built here, see build-images.sh).
-KO_LOCAL_BASE_IMAGE=$REGISTRY/cgr.dev/chainguard/static:latest
 
 # Image names.
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
