@@ -67,6 +67,7 @@ func main() {
 
 	// Parses the flags, -kubeconfig and -server included.
 	cfg := injection.ParseAndGetRESTConfigOrDie()
+	injection.Default = withoutInformers{Interface: injection.Default, drop: unusedInformers}
 	if err := validateImages(entrypointImage, images); err != nil {
 		log.Fatal(err)
 	}
