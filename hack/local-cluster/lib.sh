@@ -50,7 +50,7 @@ CONTAINERD_SOCK=$R/containerd/containerd.sock
 # there (env.sh: PIP_KO_DOCKER_REPO, PIP_KO_BASE_IMAGE; go-containerregistry speaks plain http to loopback
 # registries).
 REGISTRY=${PIP_REGISTRY:-127.0.0.1:5000}
-MIRRORED_REGISTRIES="docker.io mirror.gcr.io cgr.dev ghcr.io gcr.io registry.k8s.io quay.io"
+MIRRORED_REGISTRIES="docker.io mirror.gcr.io cgr.dev ghcr.io gcr.io registry.k8s.io quay.io pipelineinpod.local"
 
 # Image names.
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.1

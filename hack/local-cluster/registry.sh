@@ -53,7 +53,8 @@ YAML
 
 # served LAYOUT:TAG NAME...: what the registry serves; NAME is the reference pods and ko use (host/path:tag).
 # The stand-ins of build-images.sh (Debian busybox-static, Debian minbase) under the names examples, Tekton's
-# examples and config/ use; digest references cannot be served (the bytes differ from the real images').
+# examples and config/ use, and the images imported by import-images.sh; digest references cannot be served
+# (the bytes differ from the real images').
 served() {
   cat <<LIST
 busybox:busybox docker.io/library/busybox:latest docker.io/library/busybox:local docker.io/library/busybox:1.37.0 docker.io/library/busybox:1.36
@@ -63,7 +64,14 @@ busybox:alpine docker.io/library/alpine:latest docker.io/library/alpine:local mi
 debian:ubuntu docker.io/library/ubuntu:latest docker.io/library/ubuntu:local mirror.gcr.io/ubuntu:latest mirror.gcr.io/ubuntu:local
 debian:bash docker.io/library/bash:latest docker.io/library/bash:local mirror.gcr.io/bash:latest mirror.gcr.io/bash:local
 static:static cgr.dev/chainguard/static:latest
+pause:pause $PAUSE_IMAGE
+busybox:busybox $TEKTON_IMAGE_PREFIX/shell:$TEKTON_VERSION
 LIST
+  # Tekton's helpers for its own controller (also imported): pullable too, so a pull never depends on
+  # containerd's CRI image cache still knowing an imported name (docs/local-cluster.md pitfall 2).
+  if [ -f "$IMG/oci/tekton/index.json" ]; then
+    local n; for n in $TEKTON_HELPER_IMAGES; do echo "tekton:$n $TEKTON_IMAGE_PREFIX/$n:$TEKTON_VERSION"; done
+  fi
 }
 
 push() {
