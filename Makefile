@@ -79,7 +79,7 @@ cluster-up:
 cluster-down:
 	hack/local-cluster/down.sh
 
-# One YAML with every object of config/: images built for ko.yaml's platforms, pushed to
+# One YAML with every object of config/: images built for .ko.yaml's platforms, pushed to
 # $KO_DOCKER_REPO tagged VERSION, and referred to by digest. Users install it with
 # kubectl apply -f release/pipelineinpod-VERSION.yaml.
 release:

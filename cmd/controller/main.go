@@ -56,6 +56,7 @@ func main() {
 
 	// Parses the flags, -kubeconfig and -server included.
 	cfg := injection.ParseAndGetRESTConfigOrDie()
+	injection.Default = withoutInformers{Interface: injection.Default, drop: unusedInformers}
 	if err := validateImages(opts.EntrypointImage, opts.Images); err != nil {
 		log.Fatal(err)
 	}

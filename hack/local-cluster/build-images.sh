@@ -7,6 +7,7 @@
 #   busybox  busybox alpine           Debian's busybox-static, every applet linked (sh, ash, /usr/bin/env, ...)
 #   debian   ubuntu bash              Debian bookworm minbase from debootstrap: bash, coreutils, grep, sed, diff ...
 #   tekton   entrypoint nop workingdirinit sidecarlogresults   Tekton helper binaries at /ko-app/<name>
+#   static   static                   distroless-like: users root/nonroot, CA certificates, no shell (ko's base image)
 #
 # Needs: build-tekton.sh done (for the tekton layout); network access to the Debian mirror once (debootstrap).
 set -euo pipefail
@@ -91,6 +92,10 @@ layout_busybox() {
   oci_retag "$1" busybox alpine --clear=config.cmd --config.cmd /bin/sh
 }
 
+# As distroless/static and cgr.dev/chainguard/static: no shell, CA certificates, user nonroot (65532).
+pop_static() { rootfs_etc "$1"; mkdir -p "$1/etc/ssl/certs"; cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"; }
+layout_static() { oci_add "$1" static pop_static --config.user 65532; }
+
 pop_debian() { tar -C "$1" --numeric-owner -xpf "$DEBIAN_TAR"; }
 layout_debian() {
   oci_add "$1" ubuntu pop_debian --config.cmd /bin/bash
@@ -109,6 +114,7 @@ layout_tekton() {
 [ -x "$BIN/pause" ] || build_pause_bin
 build_layout pause "pause=$(sha256sum < "$BIN/pause" | cut -c1-16)" layout_pause
 build_layout busybox "busybox=$(dpkg-query -W -f='${Version}' busybox-static) v2" layout_busybox
+build_layout static "static=$(sha256sum < /etc/ssl/certs/ca-certificates.crt | cut -c1-16) v1" layout_static
 build_debian_rootfs
 build_layout debian "debian=$(sha256sum < "$DEBIAN_TAR" | cut -c1-16)" layout_debian
 if [ -x "$TEKTON_BIN/entrypoint" ]; then

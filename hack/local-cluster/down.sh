@@ -5,11 +5,13 @@
 #   hack/local-cluster/down.sh [--wipe]
 #
 # Stops, by recorded PID only: the run-in-netns processes (Tekton's controller, yours), pv-provisioner,
-# scheduler, controller-manager, kubelet, every container (tasks of our containerd), containerd, kube-apiserver, etcd.
+# scheduler, controller-manager, kubelet, every container (tasks of our containerd), containerd, the image registry,
+# kube-apiserver, etcd.
 # Then unmounts everything under run/, removes the pod bridge and its veths, the iptables chains the kubelet, the
 # CNI plugin and up.sh added, the cgroups of the pods, the files kubelet/containerd/CNI write outside run/ at
 # hard-coded paths, and restores the sysctls up.sh recorded. API objects (etcd data) are kept unless --wipe.
-# --wipe also removes run/ (etcd data, containerd images and state, PV contents, logs); never the build cache.
+# --wipe also removes run/ (etcd data, containerd images and state, the registry's storage, PV contents, logs);
+# never the build cache.
 set -uo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -30,6 +32,7 @@ if is_running containerd; then
     for t in $(ctr_k8s tasks ls -q 2>/dev/null); do ctr_k8s tasks delete -f "$t" >/dev/null 2>&1; done; sleep 0.1; done
 fi
 stop_daemon containerd
+stop_daemon registry
 for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/kubepods /sys/fs/cgroup/k8s.io; do
   [ -d "$h" ] || continue
   find "$h" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r p; do kill -KILL "$p" 2>/dev/null; done

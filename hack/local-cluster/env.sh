@@ -28,3 +28,9 @@ export PIP_ALPINE_IMAGE=mirror.gcr.io/alpine:local
 export PIP_BASH_IMAGE=mirror.gcr.io/bash:local
 export PIP_UBUNTU_IMAGE=mirror.gcr.io/ubuntu:local
 unset _pip_lc_dir
+
+# The local image registry (hack/local-cluster/registry.sh) and how hack/with-cluster.sh runs ko against it:
+# KO_DOCKER_REPO, and the registry's copy of ko's default base image (KO_DEFAULTBASEIMAGE).
+export PIP_REGISTRY=${PIP_REGISTRY:-127.0.0.1:5000}
+export PIP_KO_DOCKER_REPO=$PIP_REGISTRY/pipelineinpod
+export PIP_KO_BASE_IMAGE=$PIP_REGISTRY/cgr.dev/chainguard/static:latest

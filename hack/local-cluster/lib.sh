@@ -23,6 +23,7 @@ REPO_ROOT=$(cd "$LC_DIR/../.." && pwd)
 K8S_VERSION=${K8S_VERSION:-v1.35.4}
 TEKTON_VERSION=${TEKTON_VERSION:-v1.15.1}
 TKN_VERSION=${TKN_VERSION:-v0.46.0}
+KO_VERSION=${KO_VERSION:-v0.19.1}
 
 D=$PIP_CLUSTER_DIR
 SRC=$D/src
@@ -43,6 +44,13 @@ POD_BRIDGE=pip0
 POD_SUBNET=10.244.0.0/24
 POD_GATEWAY=10.244.0.1
 CONTAINERD_SOCK=$R/containerd/containerd.sock
+
+# The local image registry (Debian's docker-registry, run by registry.sh): loopback only. containerd pulls every
+# name under $MIRRORED_REGISTRIES from it (registry path <host>/<path>, see up.sh's hosts.toml), and ko pushes
+# there (env.sh: PIP_KO_DOCKER_REPO, PIP_KO_BASE_IMAGE; go-containerregistry speaks plain http to loopback
+# registries).
+REGISTRY=${PIP_REGISTRY:-127.0.0.1:5000}
+MIRRORED_REGISTRIES="docker.io mirror.gcr.io cgr.dev ghcr.io gcr.io registry.k8s.io quay.io pipelineinpod.local"
 
 # Image names.
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.1

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"knative.dev/pkg/apis"
 )
@@ -36,6 +37,8 @@ const (
 type Clients struct {
 	Kube   kubernetes.Interface
 	Tekton versioned.Interface
+	// Config is the kubeconfig's, for clients with other credentials on the same cluster.
+	Config *rest.Config
 }
 
 // Connect builds the clients for the cluster of a kubeconfig file (an empty path means
@@ -56,7 +59,7 @@ func Connect(kubeconfig string) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{Kube: kube, Tekton: tekton}, nil
+	return &Clients{Kube: kube, Tekton: tekton, Config: cfg}, nil
 }
 
 // Poll calls check every PollInterval until it reports done and returns how long that

@@ -5,5 +5,6 @@
 //
 // KUBECONFIG names the cluster. Each test runs in a fresh namespace, deleted at its end
 // (E2E_KEEP_NAMESPACES=1 keeps them). On failure a test prints the runs, child TaskRuns,
-// pods and the tail of the controller's log ($PIP_CLUSTER_DIR/run/logs/pipelineinpod-controller.log).
+// pods and the tail of the controller's log (its pods' in namespace pipelineinpod, or with
+// PIP_CONTROLLER=host $PIP_CLUSTER_DIR/run/logs/pipelineinpod-controller.log).
 package e2e

@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -22,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
@@ -386,13 +389,41 @@ func (e *env) diagnose() {
 	t.Log(b.String())
 }
 
-// controllerLogTail returns the last lines of the controller's log that mention the
-// namespace (or the last lines at all when none does), when the log file exists.
-func controllerLogTail(ns string, n int) string {
+// controllerNamespace and controllerSelector find the controller config/ deploys.
+const (
+	controllerNamespace = "pipelineinpod"
+	controllerSelector  = "app.kubernetes.io/name=controller,app.kubernetes.io/part-of=pipelineinpod"
+)
+
+// controllerLog opens the controller's log: the in-cluster controller's pods' (config/'s
+// Deployment, the default), else the host-run controller's file (PIP_CONTROLLER=host).
+func controllerLog() (io.ReadCloser, string, error) {
+	ctx := context.Background()
+	pods, err := clients.Kube.CoreV1().Pods(controllerNamespace).List(ctx, metav1.ListOptions{LabelSelector: controllerSelector})
+	if err == nil && len(pods.Items) > 0 {
+		var all []byte
+		var names []string
+		for _, p := range pods.Items {
+			b, err := clients.Kube.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: ptr.To(int64(5000))}).DoRaw(ctx)
+			if err != nil {
+				b = []byte(fmt.Sprintf("(log of pod %s: %v)\n", p.Name, err))
+			}
+			all = append(all, b...)
+			names = append(names, "pod "+controllerNamespace+"/"+p.Name)
+		}
+		return io.NopCloser(bytes.NewReader(all)), strings.Join(names, ", "), nil
+	}
 	path := filepath.Join(clusterDir(), "run", "logs", "pipelineinpod-controller.log")
 	f, err := os.Open(path)
+	return f, path, err
+}
+
+// controllerLogTail returns the last lines of the controller's log that mention the
+// namespace (or the last lines at all when none does).
+func controllerLogTail(ns string, n int) string {
+	f, path, err := controllerLog()
 	if err != nil {
-		return fmt.Sprintf("(no controller log at %s)\n", path)
+		return fmt.Sprintf("(no controller pod in %s, no controller log at %s)\n", controllerNamespace, path)
 	}
 	defer f.Close()
 	var all, mine []string

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"testing"
+
+	"knative.dev/pkg/injection"
+)
+
+// The names must match injectors that the linked packages really register: a renamed one
+// would be started again (and refused by the RBAC) without this test failing.
+func TestUnusedInformersAreRegisteredAndDropped(t *testing.T) {
+	registered := map[string]bool{}
+	all := injection.Default.GetInformers()
+	for _, ii := range all {
+		registered[injectorName(ii)] = true
+	}
+	for name, what := range unusedInformers {
+		if !registered[name] {
+			t.Errorf("no registered informer injector %s (%s): renamed upstream?", name, what)
+		}
+	}
+	kept := withoutInformers{Interface: injection.Default, drop: unusedInformers}.GetInformers()
+	for _, ii := range kept {
+		if _, ok := unusedInformers[injectorName(ii)]; ok {
+			t.Errorf("%s kept", injectorName(ii))
+		}
+	}
+	if len(all)-len(kept) != len(unusedInformers) {
+		t.Errorf("%d of %d informers dropped, want %d", len(all)-len(kept), len(all), len(unusedInformers))
+	}
+}
