@@ -69,7 +69,7 @@ spec:
             results: [{name: text}]
             steps:
             - name: say
-              image: mirror.gcr.io/busybox:local
+              image: docker.io/library/busybox:1.37.0
               script: echo -n "hello \$(params.who)" | tee \$(results.text.path)
         - name: shout
           params: [{name: text, value: \$(tasks.greet.results.text)}]
@@ -78,7 +78,7 @@ spec:
             results: [{name: loud}]
             steps:
             - name: upper
-              image: mirror.gcr.io/busybox:local
+              image: docker.io/library/busybox:1.37.0
               script: echo -n "\$(params.text)" | tr a-z A-Z | tee \$(results.loud.path)
   params:
   - {name: who, value: one pod}

@@ -2,9 +2,9 @@
 # Install Tekton Pipelines $TEKTON_VERSION on the running local cluster and start its controller. Idempotent;
 # called by up.sh, or on its own (the cluster must be up).
 #
-# - CRDs from the module's config/300-crds (server-side apply). There is no Tekton webhook: the six CRDs whose
-#   conversion strategy is Webhook (pipelines, pipelineruns, tasks, taskruns, stepactions, resolutionrequests)
-#   work only in their storage version tekton.dev/v1 (CustomRun: v1beta1), and nothing defaults or validates.
+# - CRDs from the module's config/300-crds (server-side apply).
+# - Tekton's admission webhook (defaulting, validation, conversion) in a pod, as Tekton's release runs it
+#   (tekton-webhook.sh).
 # - Namespace tekton-pipelines and the config maps of config/ (created when missing, so local edits to e.g.
 #   feature-flags survive a restart; pipelines-info gets the real version for `tkn version`).
 # - The controller runs on the host (not in a pod) with -kubeconfig, inside run-in-netns.sh (name
@@ -37,6 +37,7 @@ for f in "$CFG"/config-*.yaml; do
   fi
 done
 log "Tekton namespace and config maps present"
+"$LC_DIR/tekton-webhook.sh"
 
 CONTROLLER=tekton-pipelines-controller
 if is_running "$CONTROLLER" "$R/netns/$CONTROLLER/main.pid"; then log "Tekton controller already running"; exit 0; fi

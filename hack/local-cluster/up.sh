@@ -191,7 +191,7 @@ fi
 # on 127.0.0.1; route_localnet lets that happen for packets from the bridge, and PIP-INPUT drops any other packet
 # from the bridge to the host's loopback addresses.
 ip link show "$POD_BRIDGE" >/dev/null 2>&1 || ip link add "$POD_BRIDGE" type bridge
-ip addr show dev "$POD_BRIDGE" | grep -q " $POD_GATEWAY/" || ip addr add "$POD_GATEWAY/${POD_SUBNET#*/}" dev "$POD_BRIDGE"
+grep -q " $POD_GATEWAY/" <<< "$(ip addr show dev "$POD_BRIDGE")" || ip addr add "$POD_GATEWAY/${POD_SUBNET#*/}" dev "$POD_BRIDGE"
 ip link set "$POD_BRIDGE" up
 sysctl -qw "net.ipv4.conf.$POD_BRIDGE.route_localnet=1"
 iptables -t nat -N PIP-SERVICES 2>/dev/null || iptables -t nat -F PIP-SERVICES
@@ -253,7 +253,8 @@ if ! is_running kube-apiserver; then
     --enable-admission-plugins=NodeRestriction \
     --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
     --kubelet-preferred-address-types=Hostname \
-    --allow-privileged=true --profiling=false
+    --allow-privileged=true --profiling=false \
+    --enable-aggregator-routing=true
   wait_until 120 "kube-apiserver ready" ready_apiserver
 fi
 

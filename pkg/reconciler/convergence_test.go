@@ -360,9 +360,10 @@ func TestWritesOfARun(t *testing.T) {
 	if v := h.view(); v.Condition != "True/Succeeded" {
 		t.Fatalf("%+v", v)
 	}
-	// Creates: N TaskRuns + 1 pod. TaskRun statuses: running + final per task. CustomRun
+	// Creates: N TaskRuns + 1 pod. TaskRun specs: spec.status Pending cleared once per task
+	// as it starts (releasePending). TaskRun statuses: running + final per task. CustomRun
 	// status: started, one per reconcile that saw tasks change (n), final.
-	want := writeCount{Create: n + 1, UpdateStatus: 2*n + (n + 2)}
+	want := writeCount{Create: n + 1, Update: n, UpdateStatus: 2*n + (n + 2)}
 	if total != want {
 		t.Errorf("writes = %+v, want %+v", total, want)
 	}

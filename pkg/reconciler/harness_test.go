@@ -18,6 +18,7 @@ import (
 	listersv1beta1 "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
@@ -202,8 +203,37 @@ func newHarness(t *testing.T, cr *v1beta1.CustomRun, tasks ...taskDef) *harness 
 		reports: &fakeReports{states: map[string]map[string]plan.TaskState{}, done: map[string]bool{}},
 		prep:    &fakePreparer{tasks: tasks},
 	}
+	h.tekton.PrependReactor("*", "taskruns", admitTaskRun(h.tekton))
 	h.restart()
 	return h
+}
+
+// admitTaskRun plays Tekton's admission webhook, which validates every TaskRun create
+// and update, the status subresource's included (v1 TaskRun.Validate, with the stored
+// object as the update's baseline).
+func admitTaskRun(tekton *tektonfake.Clientset) ktesting.ReactionFunc {
+	return func(a ktesting.Action) (bool, runtime.Object, error) {
+		ctx := context.Background()
+		var tr *v1.TaskRun
+		switch a := a.(type) {
+		case ktesting.CreateAction:
+			tr, _ = a.GetObject().(*v1.TaskRun)
+		case ktesting.UpdateAction:
+			tr, _ = a.GetObject().(*v1.TaskRun)
+			if tr != nil {
+				if old, err := tekton.Tracker().Get(a.GetResource(), a.GetNamespace(), tr.Name); err == nil {
+					ctx = apis.WithinUpdate(ctx, old)
+				}
+			}
+		}
+		if tr == nil {
+			return false, nil, nil
+		}
+		if err := tr.Validate(ctx); err != nil {
+			return true, nil, apierrors.NewBadRequest(fmt.Sprintf("admission webhook denied the request: validation failed: %v", err))
+		}
+		return false, nil, nil
+	}
 }
 
 // restart makes a new controller over the same API server: fresh caches, nothing in memory.

@@ -111,6 +111,9 @@ func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *ob
 		}
 		desired, cur := out.Status, tr
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := r.releasePending(ctx, &cur, desired); err != nil {
+				return err
+			}
 			next := cur.DeepCopy()
 			next.Status = desired
 			updated, err := r.PipelineClient.TektonV1().TaskRuns(cur.Namespace).UpdateStatus(ctx, next, metav1.UpdateOptions{})
@@ -144,4 +147,25 @@ func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *ob
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// releasePending clears spec.status of a child that is about to be given a start time.
+// Children are created TaskRunPending so that nothing else starts them, and Tekton's
+// validation (v1 TaskRun.Validate, which its admission webhook runs on every update,
+// the status subresource's included) refuses a Pending TaskRun that has started. Only
+// spec.status changes, which Tekton's ValidateUpdate allows before a TaskRun is done;
+// spec.managedBy still keeps Tekton's own TaskRun reconciler away from the child.
+func (r *Reconciler) releasePending(ctx context.Context, cur **v1.TaskRun, desired v1.TaskRunStatus) error {
+	if !(*cur).IsPending() || desired.StartTime == nil {
+		return nil
+	}
+	next := (*cur).DeepCopy()
+	next.Spec.Status = ""
+	next.Spec.StatusMessage = ""
+	updated, err := r.PipelineClient.TektonV1().TaskRuns(next.Namespace).Update(ctx, next, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	*cur = updated
+	return nil
 }

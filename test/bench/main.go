@@ -49,7 +49,7 @@ import (
 var (
 	kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster")
 	runs       = flag.Int("runs", 5, "measured runs of each variant (after one warm-up)")
-	image      = flag.String("image", "mirror.gcr.io/busybox:local", "the image of every step (present on the node; never pulled)")
+	image      = flag.String("image", "docker.io/library/busybox:1.37.0", "the image of every step (a pinned tag; the local cluster's registry serves it)")
 	runLimit   = flag.Duration("timeout", 5*time.Minute, "how long one run may take")
 	only       = flag.String("only", "", "comma-separated variants to run (A-pip,A-tekton,C-pip,C-tekton,D); default all")
 )

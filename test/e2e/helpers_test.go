@@ -33,8 +33,8 @@ import (
 	"github.com/pipelineinpod/pipelineinpod/test/cluster"
 )
 
-// busybox is present in the local cluster; the :local tag is never pulled.
-const busybox = "mirror.gcr.io/busybox:local"
+// busybox is a real, pinned image; the local cluster's registry serves the same name.
+const busybox = "docker.io/library/busybox:1.37.0"
 
 var clients *cluster.Clients
 
