@@ -63,8 +63,8 @@ func grant(needs []need) map[permission]string {
 var runNamespaceNeeds = []need{
 	{"tekton.dev", "customruns", []string{"get", "list", "watch"}, nil, "the CustomRun informer brings the runs"},
 	{"tekton.dev", "customruns/status", []string{"update"}, nil, "the run's status, written by knative's generated reconciler"},
-	{"tekton.dev", "taskruns", []string{"create", "get", "list", "watch"}, nil,
-		"a child TaskRun per pipeline task (create), read back after a restart or conflict (get), the filtered TaskRun informer (list/watch)"},
+	{"tekton.dev", "taskruns", []string{"create", "get", "list", "watch", "delete"}, nil,
+		"a child TaskRun per pipeline task (create), read back after a restart or conflict (get), the filtered TaskRun informer (list/watch), a skipped task's never-run TaskRun (delete)"},
 	{"tekton.dev", "taskruns/status", []string{"update"}, nil, "the child TaskRuns' status: the controller is their spec.managedBy"},
 	{"tekton.dev", "pipelines", []string{"get"}, nil, "resolving pipelineRef by name (Tekton's GetPipelineFunc)"},
 	{"tekton.dev", "tasks", []string{"get"}, nil, "resolving taskRef by name (Tekton's GetTaskFunc)"},
