@@ -165,7 +165,7 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 	}
 	var settled map[string]observe.TaskSummary
 	if a.pod == nil {
-		a.tasks, settled = withDeletedSkipped(a.tasks, recorded, nil)
+		a.tasks, settled = withDeletedSkipped(a.tasks, recorded, a.taskRuns)
 	}
 	report, done, err := r.readReport(ctx, a.pod)
 	if err != nil && end == nil {

@@ -207,19 +207,26 @@ func (r *Reconciler) deleteSkippedTaskRuns(ctx context.Context, recorded observe
 	return kept, nil
 }
 
-// withDeletedSkipped adds to an attempt's tasks, when they come from its TaskRuns (the pod
-// and its plan are gone), the skipped tasks whose TaskRun was deleted; settled holds the
-// recorded state that stands in for their report.
-func withDeletedSkipped(tasks []plan.Task, recorded observe.Summary, settled map[string]observe.TaskSummary) ([]plan.Task, map[string]observe.TaskSummary) {
-	have := map[string]bool{}
-	for _, t := range tasks {
-		have[t.TaskRun] = true
+// withDeletedSkipped completes an attempt's tasks when they come from its TaskRuns (the
+// pod and its plan are gone): a skipped task whose TaskRun was deleted (trs holds those that
+// remain) is added if missing, and settled holds its recorded state, which stands in for
+// the report that can no longer be read.
+func withDeletedSkipped(tasks []plan.Task, recorded observe.Summary, trs []*v1.TaskRun) ([]plan.Task, map[string]observe.TaskSummary) {
+	exists, listed := map[string]bool{}, map[string]bool{}
+	for _, tr := range trs {
+		exists[tr.Name] = true
 	}
+	for _, t := range tasks {
+		listed[t.TaskRun] = true
+	}
+	var settled map[string]observe.TaskSummary
 	for _, ts := range recorded.TaskRuns {
-		if ts.State != plan.PhaseSkipped || have[ts.Name] {
+		if ts.State != plan.PhaseSkipped || exists[ts.Name] {
 			continue
 		}
-		tasks = append(tasks, plan.Task{Key: ts.Name, PipelineTask: ts.PipelineTaskName, TaskRun: ts.Name, Finally: ts.MemberOf == v1.PipelineFinallyTasks})
+		if !listed[ts.Name] {
+			tasks = append(tasks, plan.Task{Key: ts.Name, PipelineTask: ts.PipelineTaskName, TaskRun: ts.Name, Finally: ts.MemberOf == v1.PipelineFinallyTasks})
+		}
 		if settled == nil {
 			settled = map[string]observe.TaskSummary{}
 		}

@@ -49,6 +49,26 @@ func TestSkippedWhileRunningThenPodDeleted(t *testing.T) {
 	}
 }
 
+// The pod goes in the very reconcile that deletes the skipped task's TaskRun: the task,
+// listed from the TaskRuns that were there, still ends Skipped, not cancelled.
+func TestSkippedRecordedAsThePodGoes(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA, taskB)
+	h.reconcile()
+	h.setPod(0, running)
+	h.report(0, false, finalState(taskB, plan.PhaseSkipped, string(v1.WhenExpressionsSkip), 0, time.Second), runningState(taskA, time.Second))
+	h.reconcile()
+	must(t, h.kube.CoreV1().Pods(ns).Delete(h.ctx, plan.PodName("run", 0), metav1.DeleteOptions{}))
+	h.reconcile()
+	want := view{Condition: "False/" + observe.ReasonPodDeleted, TaskRuns: map[string]string{"a": "False/" + observe.ReasonPodDeleted}}
+	if d := cmp.Diff(want, h.view()); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	s := observe.DecodeSummary(h.cr().Status.ExtraFields)
+	if ts, ok := s.Task(trName("run", "b")); !ok || ts.State != plan.PhaseSkipped {
+		t.Errorf("summary entry of b = %+v (%v), want it still Skipped", ts, ok)
+	}
+}
+
 // A TaskRun that ran in an earlier attempt of the CustomRun keeps its history: skipped
 // in a later attempt, it is kept and ends TaskRunSkipped, its retriesStatus intact.
 func TestSkippedTaskRunWithHistoryIsKept(t *testing.T) {

@@ -48,8 +48,7 @@ func Logs(ctx context.Context, env Env, c *Clients, ns, name string, o LogOption
 		a := &attemptLogs{c: c, ns: ns, name: name, attempt: attempt, pod: plan.PodName(name, attempt), opts: o, out: env.Stdout, errOut: env.Stderr,
 			consumed: map[string]int{}, logs: map[string]*containerLog{}, states: map[string]plan.TaskState{}, retryAt: map[string][]time.Time{}}
 		for {
-			over := attemptOver(cr, attempt)
-			done, err := a.pass(ctx, !o.Follow || over, hadPod(cr, attempt))
+			done, err := a.pass(ctx, cr)
 			if err != nil {
 				return cr, err
 			}
@@ -134,14 +133,20 @@ type attemptLogs struct {
 	sectionLines int
 }
 
-// pass prints what can be printed now and tells whether the attempt is done. final: the
-// attempt will not change any more, print everything and finish.
-func (a *attemptLogs) pass(ctx context.Context, final, hadPod bool) (bool, error) {
+// pass prints what can be printed now of the run as cr says it is, and tells whether the
+// attempt is done. Without Follow, or once the attempt will not change any more (final),
+// it prints everything there is and finishes.
+func (a *attemptLogs) pass(ctx context.Context, cr *v1beta1.CustomRun) (bool, error) {
+	over := attemptOver(cr, a.attempt)
+	final := !a.opts.Follow || over
 	a.fresh = map[string]bool{}
 	pod, err := a.c.Kube.CoreV1().Pods(a.ns).Get(ctx, a.pod, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		if final && hadPod {
+		switch {
+		case final && hadPod(cr, a.attempt):
 			fmt.Fprintf(a.errOut, "pod %s of CustomRun %s (attempt %d) is gone, and its logs with it\n", a.pod, a.name, a.attempt)
+		case !a.opts.Follow && !over:
+			fmt.Fprintf(a.errOut, "CustomRun %s has no pod yet (-f waits for it)\n", a.name)
 		}
 		return final, nil
 	}

@@ -259,6 +259,21 @@ func TestLogsOfAFailedRun(t *testing.T) {
 	}
 }
 
+// A run without its pod yet: nothing to show but that; -f waits for the pod, quietly.
+func TestLogsBeforeThePod(t *testing.T) {
+	w := newWorld(t, "run")
+	w.updateCR(func(cr *v1beta1.CustomRun) { cr.Status.InitializeConditions() })
+	var e testEnv
+	if code := Main(context.Background(), e.env(w), []string{"logs", "run"}); code != 0 || e.out.Len() != 0 ||
+		e.err.String() != "CustomRun run has no pod yet (-f waits for it)\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, e.out.String(), e.err.String())
+	}
+	e = testEnv{frames: []func(){func() {}, func() {}, func() { w.updateCR(succeed) }}}
+	if code := Main(context.Background(), e.env(w), []string{"logs", "run", "-f"}); code != 0 || e.out.Len() != 0 || e.err.Len() != 0 {
+		t.Errorf("-f: exit %d, stdout %q, stderr %q", code, e.out.String(), e.err.String())
+	}
+}
+
 func TestLogsErrors(t *testing.T) {
 	w := finishedRun(t)
 	other := newWorld(t, "other")
