@@ -21,6 +21,7 @@ SHELL_SCRIPTS := $(wildcard hack/*.sh hack/local-cluster/*.sh) .ci/run
 build:
 	$(GO) build ./...
 	$(GO) build -o bin/pipelineinpod ./cmd/pipelineinpod
+	$(GO) build -o bin/tkn-pipelineinpod ./cmd/tkn-pipelineinpod
 
 # gofmt, and goimports with the project's imports in a group of their own (`make imports` rewrites them so).
 # hack/tools.sh installs each linter on first use and prints its path.

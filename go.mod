@@ -5,6 +5,7 @@ go 1.26.4
 require (
 	github.com/google/cel-go v0.29.2
 	github.com/google/go-cmp v0.7.0
+	github.com/spf13/pflag v1.0.10
 	github.com/tektoncd/pipeline v1.15.1
 	k8s.io/api v0.35.7
 	k8s.io/apimachinery v0.36.3
@@ -126,7 +127,6 @@ require (
 	github.com/sigstore/sigstore/pkg/signature/kms/gcp v1.10.8 // indirect
 	github.com/sigstore/sigstore/pkg/signature/kms/hashivault v1.10.9 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
-	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/spiffe/go-spiffe/v2 v2.8.1 // indirect
 	github.com/spiffe/spire-api-sdk v1.15.2 // indirect
 	github.com/x448/float16 v0.8.4 // indirect

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -231,5 +232,72 @@ spec:
 	}
 	if out.PVCs[0].Annotations["note"] != "kept" || out.PVCs[0].Name != c.Workspaces[0].ClaimName {
 		t.Errorf("pvc %s annotations %v", out.PVCs[0].Name, out.PVCs[0].Annotations)
+	}
+}
+
+// The pod carries what its child TaskRuns carry, as Tekton's pod carries its TaskRun's
+// labels and annotations: the run's and each task's own, except keys that name one task
+// or that two tasks set differently; where an outer PipelineRun made the CustomRun, its
+// place there under Tekton's keys; ours over everything.
+func TestPodMetadataFromTaskRuns(t *testing.T) {
+	ctx, c, opts := compileRun(t, `apiVersion: tekton.dev/v1beta1
+kind: CustomRun
+metadata:
+  name: outer-in-one-pod
+  labels:
+    tekton.dev/pipelineRun: outer
+    tekton.dev/pipelineRunUID: outer-uid
+    tekton.dev/pipeline: outer-pipeline
+    tekton.dev/pipelineTask: in-one-pod
+    tekton.dev/memberOf: tasks
+    team: blue
+    tekton.dev/customRun: forged
+  annotations: {from-outer: "yes", pipelineinpod.tekton.dev/plan: forged}
+spec:
+  customSpec:
+    apiVersion: tekton.dev/v1alpha1
+    kind: PipelineInPod
+    spec:
+      pipelineSpec:
+        tasks:
+        - name: a
+          onError: continue
+          taskSpec:
+            metadata:
+              labels: {tier: build, network: egress}
+              annotations: {sidecar.istio.io/inject: "false", tekton.dev/ready: READY}
+            steps: [{name: s, image: busybox, script: "x"}]
+        - name: b
+          taskSpec:
+            metadata: {labels: {tier: test}}
+            steps: [{name: s, image: busybox, script: "x"}]
+`)
+	out, err := assemble.Pod(ctx, opts, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLabels := map[string]string{
+		"tekton.dev/customRun": "outer-in-one-pod", "app.kubernetes.io/managed-by": "pipelineinpod",
+		"tekton.dev/pipelineRun": "outer", "tekton.dev/pipelineRunUID": "outer-uid", "tekton.dev/pipeline": "outer-pipeline",
+		"tekton.dev/pipelineTask": "in-one-pod", "tekton.dev/memberOf": "tasks",
+		compile.ParentPipelineRunLabel: "outer", compile.ParentPipelineRunUIDLabel: "outer-uid", compile.ParentPipelineTaskLabel: "in-one-pod",
+		"team": "blue", "network": "egress",
+	}
+	if d := cmp.Diff(wantLabels, out.Pod.Labels); d != "" {
+		t.Errorf("pod labels (-want +got):\n%s", d)
+	}
+	got := out.Pod.Annotations
+	for k, want := range map[string]string{"from-outer": "yes", "sidecar.istio.io/inject": "false"} {
+		if got[k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, got[k], want)
+		}
+	}
+	for _, k := range []string{plan.ReadyAnnotation, v1.PipelineTaskOnErrorAnnotation} {
+		if v, ok := got[k]; ok {
+			t.Errorf("annotation %s = %q: one task's, or ours to decide, must not come from a task", k, v)
+		}
+	}
+	if _, err := plan.Decode([]byte(got[plan.AnnotationPlan])); err != nil {
+		t.Errorf("the plan annotation was replaced: %v", err)
 	}
 }

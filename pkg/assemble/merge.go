@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"knative.dev/pkg/kmap"
 	"knative.dev/pkg/kmeta"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
@@ -247,8 +248,11 @@ func (m *merger) pod(c *compile.Compiled, encodedPlan string) (*corev1.Pod, erro
 	spec.Volumes = append(m.volumes, pipVolumes()...)
 	spec.ServiceAccountName = c.ServiceAccountName
 	spec.ActiveDeadlineSeconds = activeDeadline(c)
-	meta := objectMeta(c.CustomRun, plan.PodName(c.CustomRun.Name, m.opts.Attempt), map[string]string{pipeline.PipelineLabelKey: c.PipelineName})
-	meta.Annotations = annotations
+	// The pod's metadata is the child TaskRuns' (compile), ours over it.
+	labels, propagated := c.PodMeta()
+	meta := objectMeta(c.CustomRun, plan.PodName(c.CustomRun.Name, m.opts.Attempt), kmap.Union(map[string]string{pipeline.PipelineLabelKey: c.PipelineName}, labels))
+	// Whether the pod starts ready is ours to say (sidecars), never a task's annotation.
+	meta.Annotations = kmap.Union(kmap.ExcludeKeys(propagated, plan.ReadyAnnotation), annotations)
 	return &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: meta,

@@ -214,3 +214,93 @@ spec:
 		}
 	}
 }
+
+// Child TaskRuns inherit the run's labels and annotations as Tekton's PipelineRun
+// reconciler gives its TaskRuns the PipelineRun's (precedence: taskRunSpecs' metadata
+// over the run's over an inline taskSpec's, ours over all). Where an outer PipelineRun
+// made the CustomRun, its identity moves off Tekton's keys onto ours.
+func TestTaskRunMetadataPropagation(t *testing.T) {
+	const tasks = `
+    tasks:
+    - name: a
+      onError: continue
+      taskSpec:
+        metadata: {labels: {tier: build, team: from-spec}, annotations: {spec-note: s, shared: from-spec}}
+        steps: [{name: s, image: busybox, script: "x"}]
+`
+	for _, tc := range []struct {
+		name                      string
+		doc                       string
+		wantLabels, wantAnnotated map[string]string
+	}{{
+		name: "a PipelineRun file: its labels and annotations, but not Chains' nor kubectl's",
+		doc: `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata:
+  name: r
+  labels: {team: blue, cost-center: "42"}
+  annotations:
+    note: kept
+    shared: from-run
+    chains.tekton.dev/signed: "true"
+    kubectl.kubernetes.io/last-applied-configuration: "{}"
+spec:
+  taskRunSpecs:
+  - pipelineTaskName: a
+    metadata: {labels: {cost-center: "7"}, annotations: {shared: from-taskRunSpecs}}
+  pipelineSpec:` + tasks,
+		wantLabels: map[string]string{
+			pipeline.CustomRunKey: "r", v1.ManagedByLabelKey: v1alpha1.ManagedBy,
+			pipeline.PipelineLabelKey: "r", pipeline.PipelineTaskLabelKey: "a", pipeline.MemberOfLabelKey: "tasks",
+			"team": "blue", "cost-center": "7", "tier": "build",
+		},
+		wantAnnotated: map[string]string{
+			"note": "kept", "spec-note": "s", "shared": "from-taskRunSpecs",
+			v1.PipelineTaskOnErrorAnnotation: string(v1.PipelineTaskContinue),
+		},
+	}, {
+		name: "a CustomRun an outer PipelineRun made: the outer identity under our keys",
+		doc: `apiVersion: tekton.dev/v1beta1
+kind: CustomRun
+metadata:
+  name: outer-in-one-pod
+  labels:
+    tekton.dev/pipelineRun: outer
+    tekton.dev/pipelineRunUID: outer-uid
+    tekton.dev/pipeline: outer-pipeline
+    tekton.dev/pipelineTask: in-one-pod
+    tekton.dev/memberOf: tasks
+    team: blue
+  annotations: {from-outer: "yes"}
+spec:
+  customSpec:
+    apiVersion: tekton.dev/v1alpha1
+    kind: PipelineInPod
+    spec:
+      pipelineSpec:` + strings.ReplaceAll(tasks, "\n    ", "\n        "),
+		wantLabels: map[string]string{
+			pipeline.CustomRunKey: "outer-in-one-pod", v1.ManagedByLabelKey: v1alpha1.ManagedBy,
+			pipeline.PipelineLabelKey: "outer-in-one-pod", pipeline.PipelineTaskLabelKey: "a", pipeline.MemberOfLabelKey: "tasks",
+			compile.ParentPipelineRunLabel: "outer", compile.ParentPipelineRunUIDLabel: "outer-uid", compile.ParentPipelineTaskLabel: "in-one-pod",
+			"team": "blue", "tier": "build",
+		},
+		wantAnnotated: map[string]string{
+			"from-outer": "yes", "spec-note": "s", "shared": "from-spec",
+			v1.PipelineTaskOnErrorAnnotation: string(v1.PipelineTaskContinue),
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := compileDoc(t, tc.doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := c.Tasks[0].TaskRun
+			if d := cmp.Diff(tc.wantLabels, tr.Labels); d != "" {
+				t.Errorf("labels (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tc.wantAnnotated, tr.Annotations); d != "" {
+				t.Errorf("annotations (-want +got):\n%s", d)
+			}
+		})
+	}
+}

@@ -399,7 +399,10 @@ func (s *step) attempt(k int) (plan.StepState, int) {
 		CompressTerminationMessage: cfg.CompressTerminationMessage,
 	}
 	err = e.Go()
-	if err != nil && r.ran {
+	// A step's own exit status is its outcome, published in its state; like Tekton's
+	// entrypoint, say nothing of it in the step's log, which is the step's output.
+	var exited *exec.ExitError
+	if err != nil && r.ran && !errors.As(err, &exited) {
 		log.Printf("step %q: %v", s.name, err)
 	}
 	return s.outcome(err, r)

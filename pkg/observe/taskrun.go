@@ -171,11 +171,13 @@ func applyReport(s *v1.TaskRunStatus, in Input, t plan.Task, tr *v1.TaskRun, st 
 
 // skippedCondition: Tekton creates no TaskRun for a skipped pipeline task and lists it in
 // the PipelineRun's status.skippedTasks with a SkippingReason. Our TaskRun exists from the
-// start, so it must end, and it must not claim success: it ends Succeeded=False with
-// reason TaskRunSkipped (in the style of TaskRunCancelled/TaskRunTimeout, which also mean
-// "did not run to completion") and the SkippingReason as the message. The CustomRun's
-// summary says "Skipped", and the CustomRun counts it as skipped, not failed, as a
-// PipelineRun does.
+// start; one that never ran is not written and pkg/reconciler deletes it once the
+// CustomRun's summary records the skip. One that ran in an earlier attempt of the
+// CustomRun is kept for its history, so it must end, and must not claim success: it ends
+// Succeeded=False with reason TaskRunSkipped (in the style of TaskRunCancelled/
+// TaskRunTimeout, which also mean "did not run to completion") and the SkippingReason as
+// the message. The CustomRun's summary says "Skipped", and the CustomRun counts it as
+// skipped, not failed, as a PipelineRun does.
 func skippedCondition(st plan.TaskState) apis.Condition {
 	msg := orDefault(st.Reason, string(v1.WhenExpressionsSkip))
 	if st.Message != "" {

@@ -372,6 +372,10 @@ func TestWritesOfARun(t *testing.T) {
 	if len(ev) != n+1 { // Started, a Running per completed task but the last, Succeeded
 		t.Errorf("events = %q", ev)
 	}
+	// and each TaskRun's: Started, Succeeded.
+	if trEv := h.taskRunEvents(); len(trEv) != 2*n {
+		t.Errorf("TaskRun events = %q, want %d", trEv, 2*n)
+	}
 	t.Logf("a run of %d tasks: %+v, %d events: %q", n, total, len(ev), ev)
 }
 

@@ -186,12 +186,14 @@ type harness struct {
 	trIdx    cache.Indexer
 	crIdx    cache.Indexer
 	recorder *record.FakeRecorder
-	clock    *clocktesting.FakePassiveClock
-	reports  *fakeReports
-	prep     *fakePreparer
-	r        *Reconciler
-	impl     controller.Reconciler
-	lastErr  error
+	// runEvents and trEvents are the drained events not yet returned.
+	runEvents, trEvents []string
+	clock               *clocktesting.FakePassiveClock
+	reports             *fakeReports
+	prep                *fakePreparer
+	r                   *Reconciler
+	impl                controller.Reconciler
+	lastErr             error
 }
 
 func newHarness(t *testing.T, cr *v1beta1.CustomRun, tasks ...taskDef) *harness {
@@ -243,6 +245,7 @@ func (h *harness) restart() {
 	}
 	h.podIdx, h.trIdx, h.crIdx = newIdx(), newIdx(), newIdx()
 	h.recorder = record.NewFakeRecorder(100)
+	h.recorder.IncludeObject = true
 	h.r = &Reconciler{
 		KubeClient: h.kube, PipelineClient: h.tekton,
 		PodLister: corelisters.NewPodLister(h.podIdx), TaskRunLister: listersv1.NewTaskRunLister(h.trIdx),
@@ -434,15 +437,37 @@ func (h *harness) view() view {
 	return v
 }
 
-// events drains the recorded events.
+// events drains the recorded events and returns the CustomRun's; taskRunEvents those of
+// its child TaskRuns.
 func (h *harness) events() []string {
-	var out []string
+	h.drainEvents()
+	out := h.runEvents
+	h.runEvents = nil
+	return out
+}
+
+func (h *harness) taskRunEvents() []string {
+	h.drainEvents()
+	out := h.trEvents
+	h.trEvents = nil
+	return out
+}
+
+// drainEvents sorts the recorded events by the kind of object they are about (the fake
+// recorder appends " involvedObject{kind=...,apiVersion=...}").
+func (h *harness) drainEvents() {
 	for {
 		select {
 		case e := <-h.recorder.Events:
-			out = append(out, e)
+			i := strings.LastIndex(e, " involvedObject{")
+			text, object := e[:i], e[i:]
+			if strings.Contains(object, "kind=TaskRun,") {
+				h.trEvents = append(h.trEvents, text)
+			} else {
+				h.runEvents = append(h.runEvents, text)
+			}
 		default:
-			return out
+			return
 		}
 	}
 }

@@ -94,6 +94,10 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 	if a.taskRuns, err = r.childTaskRuns(cr); err != nil {
 		return err
 	}
+	summary := observe.DecodeSummary(cr.Status.ExtraFields)
+	if a.taskRuns, err = r.deleteSkippedTaskRuns(ctx, summary, a.taskRuns); err != nil {
+		return err
+	}
 	allFinal := true
 	for _, tr := range a.taskRuns {
 		if !tr.IsDone() {
@@ -125,7 +129,7 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 		TaskMessage: fmt.Sprintf("TaskRun cancelled as the CustomRun it belongs to has finished (%s).", c.Reason),
 	}
 	in := a.input(report, done, end, at, r.Bounds)
-	in.Settled = observe.DecodeSummary(cr.Status.ExtraFields).Settled()
+	in.Settled = summary.Settled()
 	return r.syncTaskRuns(ctx, in, observe.Observe(in))
 }
 

@@ -157,6 +157,16 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 	if err != nil {
 		return r.stopFor(cr, err)
 	}
+	// The summary as stored (this reconcile has not written it yet) records which tasks
+	// were skipped; their never-run TaskRuns go (status.go: skipped pipeline tasks).
+	recorded := observe.DecodeSummary(cr.Status.ExtraFields)
+	if a.taskRuns, err = r.deleteSkippedTaskRuns(ctx, recorded, a.taskRuns); err != nil {
+		return err
+	}
+	var settled map[string]observe.TaskSummary
+	if a.pod == nil {
+		a.tasks, settled = withDeletedSkipped(a.tasks, recorded, a.taskRuns)
+	}
 	report, done, err := r.readReport(ctx, a.pod)
 	if err != nil && end == nil {
 		logging.FromContext(ctx).Warnw("Cannot read the reporter's log yet", "error", err)
@@ -165,6 +175,7 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 	// Cancelling or timing out does not wait for the log: the stored statuses are kept
 	// and whatever did not finish ends.
 	in := a.input(report, done, end, now, r.Bounds)
+	in.Settled = settled
 	obs := observe.Observe(in)
 	obs.SkippedBefore = len(a.record.Skipped)
 	if err := r.syncTaskRuns(ctx, in, obs); err != nil {

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 	"knative.dev/pkg/controller"
@@ -196,13 +197,15 @@ func TestTransitions(t *testing.T) {
 					finalState(taskA, plan.PhaseSucceeded, "Succeeded", 0, time.Second, result("out", "x")),
 					finalState(taskB, plan.PhaseSkipped, string(v1.WhenExpressionsSkip), 0, time.Second))
 			},
-			// b's result is left out, as Tekton leaves out results of skipped tasks.
-			want: view{Condition: "True/Succeeded", TaskRuns: map[string]string{"a": "True/Succeeded", "b": "False/TaskRunSkipped"}, Pods: pods0,
+			// b's result is left out, as Tekton leaves out results of skipped tasks. b's
+			// TaskRun, which never ran, gets no status: it is not failed, and goes once
+			// the CustomRun's summary records why it was skipped.
+			want: view{Condition: "True/Succeeded", TaskRuns: map[string]string{"a": "True/Succeeded", "b": pending}, Pods: pods0,
 				Results: []v1beta1.CustomRunResult{{Name: "out", Value: "x"}}},
 			check: func(t *testing.T, h *harness) {
 				tr := h.taskRun("b")
-				if c := tr.Status.GetCondition(apis.ConditionSucceeded); c.Message != string(v1.WhenExpressionsSkip) || tr.Status.StartTime != nil {
-					t.Errorf("skipped TaskRun: %q start %v", c.Message, tr.Status.StartTime)
+				if !equality.Semantic.DeepEqual(tr.Status, v1.TaskRunStatus{}) {
+					t.Errorf("skipped TaskRun got a status: %+v", tr.Status)
 				}
 				s := observe.DecodeSummary(h.cr().Status.ExtraFields)
 				if ts, _ := s.Task(tr.Name); ts.State != plan.PhaseSkipped || ts.Reason != string(v1.WhenExpressionsSkip) {
@@ -210,6 +213,31 @@ func TestTransitions(t *testing.T) {
 				}
 				if c := h.cr().Status.GetCondition(apis.ConditionSucceeded); !strings.HasPrefix(c.Message, "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 1") {
 					t.Errorf("message = %q", c.Message)
+				}
+				if ev := h.taskRunEvents(); len(ev) != 2 || ev[0] != "Normal Started " || !strings.HasPrefix(ev[1], "Normal Succeeded ") {
+					t.Errorf("TaskRun events = %q, want a's Started and Succeeded, none for b", ev)
+				}
+			},
+		}, {
+			name: "recorded as skipped, b's never-run TaskRun is deleted, as Tekton makes none",
+			want: view{Condition: "True/Succeeded", TaskRuns: map[string]string{"a": "True/Succeeded"}, Pods: pods0,
+				Results: []v1beta1.CustomRunResult{{Name: "out", Value: "x"}}},
+			check: func(t *testing.T, h *harness) {
+				s := observe.DecodeSummary(h.cr().Status.ExtraFields)
+				if ts, _ := s.Task(trName("run", "b")); ts.State != plan.PhaseSkipped || ts.Reason != string(v1.WhenExpressionsSkip) || ts.PipelineTaskName != "b" {
+					t.Errorf("the summary no longer records b as skipped: %+v", s)
+				}
+				if c := h.cr().Status.GetCondition(apis.ConditionSucceeded); !strings.HasPrefix(c.Message, "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 1") {
+					t.Errorf("message = %q", c.Message)
+				}
+			},
+		}, {
+			name: "nothing more to do",
+			want: view{Condition: "True/Succeeded", TaskRuns: map[string]string{"a": "True/Succeeded"}, Pods: pods0,
+				Results: []v1beta1.CustomRunResult{{Name: "out", Value: "x"}}},
+			check: func(t *testing.T, h *harness) {
+				if w := h.writes(); w != (writeCount{}) {
+					t.Errorf("writes on a done run: %+v", w)
 				}
 			},
 		}},

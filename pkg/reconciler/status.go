@@ -10,6 +10,8 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	"github.com/tektoncd/pipeline/pkg/reconciler/events"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +20,7 @@ import (
 	"knative.dev/pkg/apis"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 // storedCustomRun is the CustomRun as the informer holds it, nil when it holds none. The
@@ -101,12 +104,14 @@ func byName(trs []*v1.TaskRun) map[string]*v1.TaskRun {
 
 // syncTaskRuns writes every child TaskRun status that differs from the computed one. A
 // conflict means someone else wrote meanwhile: the status is recomputed against what
-// they wrote, so their newer fields are kept and our final status still wins.
+// they wrote, so their newer fields are kept and our final status still wins. Each write
+// emits the events Tekton emits for its own TaskRuns. A skipped task's TaskRun that never
+// ran is left as it is, to be deleted (see deleteSkippedTaskRuns).
 func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *observe.Observation) error {
 	var errs []error
 	for _, out := range obs.Tasks {
 		tr := in.TaskRuns[out.Task.TaskRun]
-		if !out.Write || tr == nil || equality.Semantic.DeepEqual(tr.Status, out.Status) {
+		if !out.Write || tr == nil || equality.Semantic.DeepEqual(tr.Status, out.Status) || skippedNeverRan(out.State, tr) {
 			continue
 		}
 		desired, cur := out.Status, tr
@@ -118,6 +123,7 @@ func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *ob
 			next.Status = desired
 			updated, err := r.PipelineClient.TektonV1().TaskRuns(cur.Namespace).UpdateStatus(ctx, next, metav1.UpdateOptions{})
 			if err == nil {
+				emitTaskRunEvents(ctx, cur.Status, updated)
 				cur = updated
 				return nil
 			}
@@ -168,4 +174,87 @@ func (r *Reconciler) releasePending(ctx context.Context, cur **v1.TaskRun, desir
 	}
 	*cur = updated
 	return nil
+}
+
+// emitTaskRunEvents emits, for one status write, the Kubernetes events Tekton's TaskRun
+// reconciler emits for its own TaskRuns (pkg/reconciler/events): Started when the
+// TaskRun starts, then one per change of its Succeeded condition (Succeeded, Failed, a
+// running reason). A pending TaskRun, which Tekton does not start, gets none.
+func emitTaskRunEvents(ctx context.Context, before v1.TaskRunStatus, after *v1.TaskRun) {
+	// The recorder names the object by its kind, which a typed client's answer leaves out.
+	obj := after.DeepCopy()
+	obj.SetGroupVersionKind(obj.GetGroupVersionKind())
+	b, a := before.GetCondition(apis.ConditionSucceeded), after.Status.GetCondition(apis.ConditionSucceeded)
+	if before.StartTime == nil && after.Status.StartTime != nil {
+		events.Emit(ctx, nil, &apis.Condition{Type: apis.ConditionSucceeded, Status: corev1.ConditionUnknown}, obj)
+		if a != nil && a.IsUnknown() {
+			return
+		}
+	}
+	if b == nil && a != nil && a.IsUnknown() {
+		return
+	}
+	events.Emit(ctx, b, a, obj)
+}
+
+// Skipped pipeline tasks. Tekton creates no TaskRun for a skipped task: it lists it in
+// the PipelineRun's status.skippedTasks, and tkn and the Dashboard show every TaskRun
+// whose condition is False as failed, whatever its reason. Our child TaskRuns exist from
+// the start, so a task skipped in the pod has a pending TaskRun that never ran: it gets
+// no status, and is deleted once the CustomRun's stored summary records the task as
+// skipped (so the record, which says why, outlives it). A TaskRun that ran in an
+// earlier attempt of the CustomRun keeps that history in retriesStatus and is kept,
+// ending False with reason TaskRunSkipped.
+
+// skippedNeverRan tells a skipped task's TaskRun that never ran, in this attempt or an
+// earlier one.
+func skippedNeverRan(state plan.Phase, tr *v1.TaskRun) bool {
+	return state == plan.PhaseSkipped && tr.Status.StartTime == nil && len(tr.Status.RetriesStatus) == 0
+}
+
+// deleteSkippedTaskRuns deletes the never-run TaskRuns of the tasks that recorded, the
+// CustomRun's summary as stored, says were skipped, and returns the TaskRuns that remain.
+func (r *Reconciler) deleteSkippedTaskRuns(ctx context.Context, recorded observe.Summary, trs []*v1.TaskRun) ([]*v1.TaskRun, error) {
+	var kept []*v1.TaskRun
+	for _, tr := range trs {
+		ts, ok := recorded.Task(tr.Name)
+		if !ok || !skippedNeverRan(ts.State, tr) {
+			kept = append(kept, tr)
+			continue
+		}
+		uid := tr.UID
+		err := r.PipelineClient.TektonV1().TaskRuns(tr.Namespace).Delete(ctx, tr.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("deleting TaskRun %q of skipped task %q: %w", tr.Name, ts.PipelineTaskName, err)
+		}
+	}
+	return kept, nil
+}
+
+// withDeletedSkipped completes an attempt's tasks when they come from its TaskRuns (the
+// pod and its plan are gone): a skipped task whose TaskRun was deleted (trs holds those that
+// remain) is added if missing, and settled holds its recorded state, which stands in for
+// the report that can no longer be read.
+func withDeletedSkipped(tasks []plan.Task, recorded observe.Summary, trs []*v1.TaskRun) ([]plan.Task, map[string]observe.TaskSummary) {
+	exists, listed := map[string]bool{}, map[string]bool{}
+	for _, tr := range trs {
+		exists[tr.Name] = true
+	}
+	for _, t := range tasks {
+		listed[t.TaskRun] = true
+	}
+	var settled map[string]observe.TaskSummary
+	for _, ts := range recorded.TaskRuns {
+		if ts.State != plan.PhaseSkipped || exists[ts.Name] {
+			continue
+		}
+		if !listed[ts.Name] {
+			tasks = append(tasks, plan.Task{Key: ts.Name, PipelineTask: ts.PipelineTaskName, TaskRun: ts.Name, Finally: ts.MemberOf == v1.PipelineFinallyTasks})
+		}
+		if settled == nil {
+			settled = map[string]observe.TaskSummary{}
+		}
+		settled[ts.Name] = ts
+	}
+	return tasks, settled
 }

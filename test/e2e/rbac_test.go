@@ -63,9 +63,10 @@ func grant(needs []need) map[permission]string {
 var runNamespaceNeeds = []need{
 	{"tekton.dev", "customruns", []string{"get", "list", "watch"}, nil, "the CustomRun informer brings the runs"},
 	{"tekton.dev", "customruns/status", []string{"update"}, nil, "the run's status, written by knative's generated reconciler"},
-	{"tekton.dev", "taskruns", []string{"create", "get", "list", "watch", "update"}, nil,
+	{"tekton.dev", "taskruns", []string{"create", "get", "list", "watch", "update", "delete"}, nil,
 		"a child TaskRun per pipeline task (create), read back after a restart or conflict (get), the filtered TaskRun informer (list/watch), " +
-			"its spec.status Pending cleared as its task starts (update: Tekton's validation refuses a started Pending TaskRun)"},
+			"its spec.status Pending cleared as its task starts (update: Tekton's validation refuses a started Pending TaskRun), " +
+			"a skipped task's never-run TaskRun (delete)"},
 	{"tekton.dev", "taskruns/status", []string{"update"}, nil, "the child TaskRuns' status: the controller is their spec.managedBy"},
 	{"tekton.dev", "pipelines", []string{"get"}, nil, "resolving pipelineRef by name (Tekton's GetPipelineFunc)"},
 	{"tekton.dev", "tasks", []string{"get"}, nil, "resolving taskRef by name (Tekton's GetTaskFunc)"},
