@@ -207,11 +207,40 @@ type scope struct {
 	run      *v1.PipelineRun
 	prefix   string
 	field    string // the spec field that errors about this Pipeline name
+	// workspaces are, in a child pipeline, its workspaces as the run's own pipeline
+	// workspaces they are bound to through every enclosing pipeline task, with the
+	// sub-paths those bindings add; nil in the run's own pipeline.
+	workspaces map[string]scopeWorkspace
 }
 
+// scopeWorkspace is a child pipeline's workspace as a workspace of the run's pipeline.
+type scopeWorkspace struct{ name, subPath string }
+
+// workspace is the run's pipeline workspace that this Pipeline's workspace name is.
+func (s *scope) workspace(name string) (scopeWorkspace, bool) {
+	if s.workspaces == nil {
+		return scopeWorkspace{name: name}, true
+	}
+	w, ok := s.workspaces[name]
+	return w, ok
+}
+
+// childScope binds a child pipeline's workspaces the way Tekton binds a child
+// PipelineRun's: each to the parent workspace its pipeline task names, the pipeline
+// task's subPath added to the parent binding's.
 func childScope(parent *scope, pt v1.PipelineTask, child *resolve.Resolved, run *v1.PipelineRun) *scope {
 	prefix := childPrefix(parent.prefix, pt.Name)
-	return &scope{resolved: child, run: run, prefix: prefix, field: fmt.Sprintf("pipeline task %q", strings.TrimSuffix(prefix, "-"))}
+	ws := map[string]scopeWorkspace{}
+	for _, b := range pt.Workspaces {
+		outer := b.Workspace
+		if outer == "" {
+			outer = b.Name
+		}
+		if pw, ok := parent.workspace(outer); ok {
+			ws[b.Name] = scopeWorkspace{name: pw.name, subPath: combinedSubPath(pw.subPath, b.SubPath)}
+		}
+	}
+	return &scope{resolved: child, run: run, prefix: prefix, field: fmt.Sprintf("pipeline task %q", strings.TrimSuffix(prefix, "-")), workspaces: ws}
 }
 
 // slot is a PipelineTask with its place in the pod's schedule.
@@ -371,7 +400,7 @@ func (c *Compiled) newPipelineTask(s *scope, sl slot, rt *trresources.ResolvedTa
 		p.resultsFrom = append(p.resultsFrom, ref.PipelineTask)
 	}
 	var err error
-	p.workspaces, p.volumes, err = c.taskWorkspaces(sl.pt, rt)
+	p.workspaces, p.volumes, err = c.taskWorkspaces(s, sl.pt, rt)
 	if err != nil {
 		return nil, fmt.Errorf("%s.workspaces: %w", f, err)
 	}
@@ -573,7 +602,7 @@ func isWholeResultRef(s string) bool {
 
 // taskWorkspaces binds a PipelineTask's workspaces to the pipeline's, the way Tekton's
 // PipelineRun reconciler binds a TaskRun's, but to pod volumes instead of per-pod claims.
-func (c *Compiled) taskWorkspaces(pt v1.PipelineTask, rt *trresources.ResolvedTask) ([]v1.WorkspaceBinding, map[string]string, error) {
+func (c *Compiled) taskWorkspaces(s *scope, pt v1.PipelineTask, rt *trresources.ResolvedTask) ([]v1.WorkspaceBinding, map[string]string, error) {
 	ptws := append([]v1.WorkspacePipelineTaskBinding{}, pt.Workspaces...)
 	if pt.TaskSpec != nil {
 		// Workspaces propagate into inline taskSpecs without a declaration, as in Tekton.
@@ -598,14 +627,15 @@ func (c *Compiled) taskWorkspaces(pt v1.PipelineTask, rt *trresources.ResolvedTa
 		if pwName == "" {
 			pwName = ptw.Name
 		}
-		w := c.workspace(pwName)
-		if w == nil {
+		sw, ok := s.workspace(pwName)
+		w := c.workspace(sw.name)
+		if !ok || w == nil {
 			// An optional workspace left unbound stays unbound, as in Tekton.
 			continue
 		}
 		b := *w.Binding.DeepCopy()
 		b.Name = ptw.Name
-		b.SubPath = combinedSubPath(w.Binding.SubPath, ptw.SubPath)
+		b.SubPath = combinedSubPath(combinedSubPath(w.Binding.SubPath, sw.subPath), ptw.SubPath)
 		out = append(out, b)
 		vols[ptw.Name] = w.Volume
 	}

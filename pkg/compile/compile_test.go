@@ -304,3 +304,54 @@ spec:
 		})
 	}
 }
+
+// A flattened child pipeline's tasks bind the run's workspaces through the pipeline task
+// that names the child, as Tekton binds a child PipelineRun's: the child's workspace
+// names map to the parent's, and every binding's subPath adds to the path.
+func TestChildPipelineWorkspaces(t *testing.T) {
+	c, err := compileDoc(t, `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: inner}
+spec:
+  workspaces: [{name: source}, {name: extra, optional: true}]
+  tasks:
+  - name: write
+    workspaces: [{name: out, workspace: source, subPath: task}]
+    taskSpec:
+      workspaces: [{name: out}]
+      steps: [{name: s, image: busybox, script: "echo > $(workspaces.out.path)/f"}]
+  - name: loose
+    taskSpec:
+      steps: [{name: s, image: busybox, script: "ls $(workspaces.source.path)"}]
+---
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  workspaces: [{name: scratch, emptyDir: {}, subPath: run}]
+  pipelineSpec:
+    workspaces: [{name: scratch}]
+    tasks:
+    - name: child
+      taskRef: {apiVersion: tekton.dev/v1alpha1, kind: PipelineInPod, name: inner}
+      workspaces: [{name: source, workspace: scratch, subPath: child}]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type binding struct{ TaskRun, Name, SubPath, Volume string }
+	var got []binding
+	for _, task := range c.Tasks {
+		for _, w := range task.TaskRun.Spec.Workspaces {
+			got = append(got, binding{task.TaskRun.Name, w.Name, w.SubPath, task.WorkspaceVolumes[w.Name]})
+		}
+	}
+	vol := c.Workspaces[0].Volume
+	want := []binding{
+		{"r-child-loose", "source", "run/child", vol},
+		{"r-child-write", "out", "run/child/task", vol},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("child tasks' workspace bindings (-want +got):\n%s", d)
+	}
+}
