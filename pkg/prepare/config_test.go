@@ -13,6 +13,7 @@ import (
 	remoteresource "github.com/tektoncd/pipeline/pkg/remoteresolution/resource"
 	remoteresolution "github.com/tektoncd/pipeline/test/remoteresolution"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/yaml"
@@ -78,6 +79,19 @@ spec:
         taskSpec:
           results: [{name: out}]
           steps: [{name: s, image: busybox, script: echo hi > $(results.out.path)}]
+`
+
+const sidecarRun = `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: sidecar, namespace: ns}
+spec:
+  pipelineSpec:
+    tasks:
+      - name: a
+        taskSpec:
+          sidecars: [{name: db, image: busybox, command: [sleep, "100"]}]
+          steps: [{name: s, image: busybox, script: echo a}]
 `
 
 // prepareWith prepares the one run of doc under Tekton's configuration made of cms, and
@@ -179,6 +193,28 @@ func TestTektonConfigDecides(t *testing.T) {
 			}
 			if d := cmp.Diff(map[string]string{"disk": "ssd"}, out.Pod.Spec.NodeSelector); d != "" {
 				t.Errorf("nodeSelector (-want +got):\n%s", d)
+			}
+		},
+	}, {
+		// Steps and sidecars asking for nothing get config-defaults' resources, by
+		// name prefix, else "default", as Tekton's pod builder gives them: the pod is
+		// sized for them.
+		name: "config-defaults: default container resources",
+		doc:  sidecarRun,
+		cms: []*corev1.ConfigMap{defaults(map[string]string{
+			"default-container-resource-requirements": "default:\n  requests:\n    memory: 100Mi\nprefix-sidecar:\n  requests:\n    cpu: 50m\n",
+		})},
+		check: func(t *testing.T, _ *prepare.Prepared, out *assemble.Output) {
+			want := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("100Mi")}
+			if d := cmp.Diff(want, out.Resources.Peak); d != "" {
+				t.Errorf("peak demand (-want +got):\n%s", d)
+			}
+		},
+	}, {
+		name: "Tekton's defaults: no container resources", doc: sidecarRun,
+		check: func(t *testing.T, _ *prepare.Prepared, out *assemble.Output) {
+			if len(out.Resources.Peak) != 0 {
+				t.Errorf("peak demand %v, want none", out.Resources.Peak)
 			}
 		},
 	}, {
