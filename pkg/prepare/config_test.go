@@ -81,6 +81,19 @@ spec:
           steps: [{name: s, image: busybox, script: echo hi > $(results.out.path)}]
 `
 
+const tasksTimeoutRun = `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: timeouts, namespace: ns}
+spec:
+  timeouts: {tasks: 1h}
+  pipelineSpec:
+    tasks:
+      - name: a
+        taskSpec:
+          steps: [{name: s, image: busybox, script: echo a}]
+`
+
 const sidecarRun = `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
@@ -170,6 +183,16 @@ func TestTektonConfigDecides(t *testing.T) {
 	}, {
 		name: "inline taskSpec, disable-inline-spec: pipeline", doc: plainRun, cms: []*corev1.ConfigMap{ff(map[string]string{"disable-inline-spec": "pipeline"})},
 		refused: "must not set the field(s): tasks[0].taskSpec",
+	}, {
+		// What Tekton's webhook checks on a PipelineRun holds for the run's spec too.
+		name: "inline pipelineSpec, disable-inline-spec: pipelinerun", doc: plainRun, cms: []*corev1.ConfigMap{ff(map[string]string{"disable-inline-spec": "pipelinerun"})},
+		refused: "spec.customSpec.spec: invalid as a PipelineRun: must not set the field(s): pipelineSpec",
+	}, {
+		name: "tasks timeout over config-defaults' pipeline timeout", doc: tasksTimeoutRun,
+		cms:     []*corev1.ConfigMap{defaults(map[string]string{"default-timeout-minutes": "30"})},
+		refused: "1h0m0s should be <= pipeline duration: timeouts.tasks",
+	}, {
+		name: "tasks timeout within Tekton's default pipeline timeout", doc: tasksTimeoutRun,
 	}, {
 		name: "Tekton's defaults", doc: plainRun,
 		check: func(t *testing.T, p *prepare.Prepared, out *assemble.Output) {

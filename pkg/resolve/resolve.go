@@ -97,6 +97,7 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 	// Its default timeouts are not ours to add: the CustomRun's timeout governs.
 	timeouts := pr.Spec.Timeouts
 	pr.SetDefaults(ctx)
+	asWebhook := pr.Spec.DeepCopy()
 	pr.Spec.Timeouts = timeouts
 	out := &Resolved{PipelineRun: pr}
 	w := &walk{}
@@ -121,7 +122,22 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 	if err := resolveSpec(ctx, r, out, "spec.pipelineSpec", w); err != nil {
 		return nil, err
 	}
+	// What Tekton's webhook checks on a PipelineRun, defaulted, before a reconciler sees
+	// it (disable-inline-spec, timeouts, taskRunSpecs, the pod template's env, ...): the
+	// webhook cannot see into a CustomRun's customSpec. After the Pipeline's own checks,
+	// which bound its size first.
+	if err := asWebhook.Validate(ctx); err != nil {
+		return nil, fmt.Errorf("%s: invalid as a PipelineRun: %w", runField(cr), err)
+	}
 	return out, nil
+}
+
+// runField is where a CustomRun holds the PipelineRun spec it stands for.
+func runField(cr *v1beta1.CustomRun) string {
+	if cr.Spec.CustomSpec != nil {
+		return "spec.customSpec.spec"
+	}
+	return "spec"
 }
 
 func refField(cr *v1beta1.CustomRun) string {
