@@ -43,7 +43,7 @@ func WatchTektonConfig(ctx context.Context, kc kubernetes.Interface, namespace s
 			return nil, fmt.Errorf("watching Tekton's ConfigMaps in namespace %s: %w", namespace, err)
 		}
 	case <-time.After(tektonConfigTimeout):
-		return nil, fmt.Errorf("Tekton's ConfigMaps in namespace %s were not read within %v: is Tekton installed there (-tekton-namespace), and may the controller list and watch ConfigMaps there (config/)?", namespace, tektonConfigTimeout) //nolint:staticcheck // ST1005: Tekton is a name
+		return nil, fmt.Errorf("reading Tekton's ConfigMaps in namespace %s: nothing read within %v: is Tekton installed there (-tekton-namespace), and may the controller list and watch ConfigMaps there (config/)?", namespace, tektonConfigTimeout)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -29,7 +29,7 @@ func tektonCM(name string, data map[string]string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: DefaultTektonNamespace}, Data: data}
 }
 
-func withTektonConfig(t *testing.T, ctx context.Context, cms ...*corev1.ConfigMap) context.Context {
+func withTektonConfig(ctx context.Context, t *testing.T, cms ...*corev1.ConfigMap) context.Context {
 	t.Helper()
 	cfg, err := v1alpha1.TektonConfig(cms...)
 	if err != nil {
@@ -61,7 +61,7 @@ func TestTimeoutOf(t *testing.T) {
 		{"the run's own", own, map[string]string{"default-timeout-minutes": "5"}, 3 * time.Minute},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ctx := withTektonConfig(t, context.Background(), tektonCM(config.GetDefaultsConfigName(), c.defaults))
+			ctx := withTektonConfig(context.Background(), t, tektonCM(config.GetDefaultsConfigName(), c.defaults))
 			if d := cmp.Diff(c.want, timeoutOf(ctx, c.cr)); d != "" {
 				t.Errorf("timeout (-want +got):\n%s", d)
 			}
@@ -72,7 +72,7 @@ func TestTimeoutOf(t *testing.T) {
 // A run without a timeout times out after config-defaults' default-timeout-minutes.
 func TestDefaultTimeoutFromConfigDefaults(t *testing.T) {
 	h := newHarness(t, newCustomRun("run"), taskA)
-	h.ctx = withTektonConfig(t, h.ctx, tektonCM(config.GetDefaultsConfigName(), map[string]string{"default-timeout-minutes": "2"}))
+	h.ctx = withTektonConfig(h.ctx, t, tektonCM(config.GetDefaultsConfigName(), map[string]string{"default-timeout-minutes": "2"}))
 	h.reconcile()
 	h.setPod(0, running)
 	h.clock.SetTime(t0.Add(119 * time.Second))
