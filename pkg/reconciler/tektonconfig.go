@@ -18,8 +18,9 @@ import (
 // controller and its ConfigMaps in.
 const DefaultTektonNamespace = "tekton-pipelines"
 
-// tektonConfigTimeout bounds the wait for the first read of Tekton's ConfigMaps.
-const tektonConfigTimeout = time.Minute
+// tektonConfigTimeout bounds the wait for the first read of Tekton's ConfigMaps (a
+// variable for the tests).
+var tektonConfigTimeout = time.Minute
 
 // WatchTektonConfig returns Tekton's own config store (pkg/apis/config, the one Tekton's
 // TaskRun and PipelineRun reconcilers use), kept up to date by an informer on the

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,11 @@ import (
 	fakepipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client/fake"
 	"github.com/tektoncd/pipeline/pkg/trustedresources"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+	ktesting "k8s.io/client-go/testing"
 	"knative.dev/pkg/apis"
 	fakekubeclient "knative.dev/pkg/client/injection/kube/client/fake"
 	logtesting "knative.dev/pkg/logging/testing"
@@ -154,17 +158,42 @@ func TestWatchTektonConfig(t *testing.T) {
 	}
 }
 
+// A namespace the controller may not read fails the start, naming the namespace, rather
+// than letting runs be checked against defaults that are not the cluster's.
+func TestWatchTektonConfigForbidden(t *testing.T) {
+	defer func(d time.Duration) { tektonConfigTimeout = d }(tektonConfigTimeout)
+	tektonConfigTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(logtesting.TestContextWithLogger(t))
+	defer cancel()
+	kc := k8sfake.NewSimpleClientset()
+	kc.PrependReactor("list", "configmaps", func(ktesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("configmaps"), "", errors.New("no RBAC"))
+	})
+	_, err := WatchTektonConfig(ctx, kc, "tekton-elsewhere")
+	if err == nil || !strings.Contains(err.Error(), "namespace tekton-elsewhere") {
+		t.Errorf("err = %v, want one naming the namespace", err)
+	}
+}
+
 // The whole controller (as sharedmain runs it, on fake clients): a run the cluster's
 // feature flags refuse fails; once Tekton's feature-flags ConfigMap allows it, the next
 // run of the same Pipeline starts, without a restart.
 func TestFeatureFlagFlipWithoutRestart(t *testing.T) {
 	ctx, impl, stop := setupController(t)
-	defer stop()
 	kube, tekton := fakekubeclient.Get(ctx), fakepipelineclient.Get(ctx)
 	if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = impl.Run(ctx) }()
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = impl.Run(ctx)
+	}()
+	// The workers log through the test's logger: they must be gone when it ends.
+	defer func() {
+		stop()
+		<-ran
+	}()
 	enumRun := func(name string) *v1beta1.CustomRun {
 		cr, err := v1alpha1.FromPipelineRun(&v1.PipelineRun{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
