@@ -18,6 +18,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/reconciler"
 )
 
 // readConfig decodes every document of config/ strictly into its typed object: what
@@ -70,6 +72,7 @@ func TestConfig(t *testing.T) {
 	var sa *corev1.ServiceAccount
 	var roles []rbacv1.PolicyRule
 	var bindings []rbacv1.Subject
+	roleNamespaces := map[string]bool{}
 	configMaps := map[string]bool{}
 	for _, list := range objs {
 		for _, o := range list {
@@ -82,6 +85,7 @@ func TestConfig(t *testing.T) {
 				roles = append(roles, o.Rules...)
 			case *rbacv1.Role:
 				roles = append(roles, o.Rules...)
+				roleNamespaces[o.Namespace] = true
 			case *rbacv1.ClusterRoleBinding:
 				bindings = append(bindings, o.Subjects...)
 			case *rbacv1.RoleBinding:
@@ -122,6 +126,10 @@ func TestConfig(t *testing.T) {
 	if env["SYSTEM_NAMESPACE"].ValueFrom == nil {
 		t.Error("SYSTEM_NAMESPACE must come from the pod's namespace")
 	}
+	// Tekton's ConfigMaps are read where a Role lets the controller read them.
+	if ns := env["TEKTON_SYSTEM_NAMESPACE"].Value; ns != reconciler.DefaultTektonNamespace || !roleNamespaces[ns] {
+		t.Errorf("TEKTON_SYSTEM_NAMESPACE = %q, want %q with a Role there (roles in %v)", ns, reconciler.DefaultTektonNamespace, roleNamespaces)
+	}
 	// Every image the controller requires is set by the Deployment, through the env
 	// variable its flag defaults from.
 	if err := validateImages(env["PIP_ENTRYPOINT_IMAGE"].Value, pipeline.Images{
@@ -138,6 +146,7 @@ func TestConfig(t *testing.T) {
 		{"resolution.tekton.dev", "resolutionrequests", "create"}, {"resolution.tekton.dev", "resolutionrequests", "watch"},
 		{"", "pods", "create"}, {"", "pods", "delete"}, {"", "pods", "patch"}, {"", "pods", "watch"}, {"", "pods/log", "get"},
 		{"", "persistentvolumeclaims", "create"}, {"", "events", "create"}, {"", "configmaps", "watch"},
+		{"tekton.dev", "verificationpolicies", "watch"}, {"tekton.dev", "tasks", "create"}, {"tekton.dev", "pipelines", "create"},
 		{"coordination.k8s.io", "leases", "update"},
 	}
 	for _, n := range need {

@@ -14,14 +14,14 @@ import (
 // injection (an informer package registers itself when imported:
 // pkg/reconciler/pipelinerun/resources imports Tekton's TaskRun reconciler, which imports
 // these) and that this controller never reads. sharedmain would start them: they would
-// list and watch every Secret, LimitRange and VerificationPolicy of the cluster, which the
-// controller's RBAC (config/200-clusterrole.yaml) does not and should not allow. A code
-// path that did read one would fail at once (knative's Get panics on an informer missing
-// from the context). Named by their injector functions.
+// list and watch every Secret and LimitRange of the cluster, which the controller's RBAC
+// (config/200-clusterrole.yaml) does not and should not allow. A code path that did read
+// one would fail at once (knative's Get panics on an informer missing from the context).
+// Named by their injector functions. (The VerificationPolicy informer is read: resolution
+// verifies remote Tasks and Pipelines against the policies of the run's namespace.)
 var unusedInformers = map[string]string{
-	"knative.dev/pkg/client/injection/kube/informers/core/v1/secret.withInformer":                                   "secrets",
-	"knative.dev/pkg/client/injection/kube/informers/core/v1/limitrange.withInformer":                               "limitranges",
-	"github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1alpha1/verificationpolicy.withInformer": "verificationpolicies",
+	"knative.dev/pkg/client/injection/kube/informers/core/v1/secret.withInformer":     "secrets",
+	"knative.dev/pkg/client/injection/kube/informers/core/v1/limitrange.withInformer": "limitranges",
 }
 
 // withoutInformers is knative's injection with the unused informers left out.

@@ -28,4 +28,19 @@ func TestUnusedInformersAreRegisteredAndDropped(t *testing.T) {
 	if len(all)-len(kept) != len(unusedInformers) {
 		t.Errorf("%d of %d informers dropped, want %d", len(all)-len(kept), len(all), len(unusedInformers))
 	}
+	// The informers the controller reads are started: a dropped one would make knative's
+	// Get panic when the controller is built.
+	for _, read := range []string{verificationPolicyInformer} {
+		found := false
+		for _, ii := range kept {
+			found = found || injectorName(ii) == read
+		}
+		if !found {
+			t.Errorf("%s not kept (registered: %v)", read, registered[read])
+		}
+	}
 }
+
+// verificationPolicyInformer is the injector of the informer pkg/reconciler lists
+// VerificationPolicies with.
+const verificationPolicyInformer = "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1alpha1/verificationpolicy.withInformer"

@@ -8,6 +8,9 @@
 //	SYSTEM_NAMESPACE=pipelineinpod go run ./cmd/controller -kubeconfig ~/.kube/config -disable-ha \
 //	  -pip-entrypoint-image <cmd/entrypoint image> -workingdirinit-image <Tekton's> -shell-image <busybox>
 //
+// It reads Tekton's configuration (feature-flags, config-defaults, ...) from Tekton's
+// namespace, -tekton-namespace (default tekton-pipelines), and follows its changes.
+//
 // Every image flag can also come from the environment variable named in its help.
 package main
 
@@ -51,6 +54,13 @@ func main() {
 	flag.DurationVar(&opts.Bounds.StepExit, "step-exit-grace", opts.Bounds.StepExit, "how long a step container may be gone before its step's outcome is reported, before the task fails")
 	flag.DurationVar(&opts.RequeueInterval, "requeue-interval", opts.RequeueInterval, "how often a running CustomRun's reporter log is read")
 	namespace := flag.String("namespace", corev1.NamespaceAll, "only reconcile CustomRuns of this namespace (default: all)")
+	// Tekton's configuration lives in Tekton's namespace, not in ours (SYSTEM_NAMESPACE,
+	// knative's convention, is the controller's own).
+	opts.TektonNamespace = os.Getenv("TEKTON_SYSTEM_NAMESPACE")
+	if opts.TektonNamespace == "" {
+		opts.TektonNamespace = reconciler.DefaultTektonNamespace
+	}
+	flag.StringVar(&opts.TektonNamespace, "tekton-namespace", opts.TektonNamespace, "the namespace of Tekton Pipelines, whose ConfigMaps (feature-flags, config-defaults, ...) the runs are validated and defaulted with (env TEKTON_SYSTEM_NAMESPACE)")
 	disableHA := flag.Bool("disable-ha", false, "run without leader election (one replica, or out of cluster)")
 	flag.IntVar(&controller.DefaultThreadsPerController, "threads-per-controller", controller.DefaultThreadsPerController, "reconciles run at once")
 

@@ -9,8 +9,11 @@
 // pod". On stderr it prints, per run, what the pod requests: its peak concurrent demand,
 // the tasks that make it, our overhead and the mechanism (pod-level resources unless
 // -pod-level-resources=false). LimitRanges among the files bound the requests as in
-// their namespace. On an error it prints one line naming the document, the field and
-// the reason, and exits 1.
+// their namespace. It validates and defaults as Tekton does with its default
+// configuration, or with the cluster's given with -tekton-config (Tekton's ConfigMaps,
+// e.g. `kubectl get configmap -n tekton-pipelines feature-flags -o yaml`; repeatable).
+// On an error it prints one line naming the document, the field and the reason, and
+// exits 1.
 package main
 
 import (
@@ -19,6 +22,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/render"
 )
@@ -30,13 +35,14 @@ func (f *files) Set(v string) error { *f = append(*f, v); return nil }
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] != "render" {
-		fmt.Fprintln(os.Stderr, "usage: pipelineinpod render -f FILE [-f FILE ...] [-entrypoint-image IMAGE] [-shell-image IMAGE] [-pod-level-resources=false]")
+		fmt.Fprintln(os.Stderr, "usage: pipelineinpod render -f FILE [-f FILE ...] [-tekton-config FILE ...] [-entrypoint-image IMAGE] [-shell-image IMAGE] [-pod-level-resources=false]")
 		os.Exit(2)
 	}
 	opts := render.DefaultOptions()
 	fs := flag.NewFlagSet("render", flag.ExitOnError)
-	var fl files
+	var fl, tektonConfig files
 	fs.Var(&fl, "f", "a YAML file (repeatable)")
+	fs.Var(&tektonConfig, "tekton-config", "a YAML file of Tekton's ConfigMaps (feature-flags, config-defaults, ...) to validate and default with, as the cluster's Tekton does (repeatable; default: Tekton's defaults)")
 	fs.StringVar(&opts.EntrypointImage, "entrypoint-image", opts.EntrypointImage, "this project's entrypoint image")
 	fs.StringVar(&opts.Images.ShellImage, "shell-image", opts.Images.ShellImage, "Tekton's shell image, for scripts")
 	fs.StringVar(&opts.Images.WorkingDirInitImage, "workingdirinit-image", opts.Images.WorkingDirInitImage, "Tekton's working-dir initializer image")
@@ -53,11 +59,19 @@ func main() {
 			fail(fmt.Errorf("%s: internal error (please report it): %v", fl.String(), r))
 		}
 	}()
+	ctx := context.Background()
+	if len(tektonConfig) > 0 {
+		cfg, err := render.ReadTektonConfig(tektonConfig...)
+		if err != nil {
+			fail(err)
+		}
+		ctx = config.ToContext(ctx, cfg)
+	}
 	docs, err := render.ReadFiles(fl...)
 	if err != nil {
 		fail(err)
 	}
-	results, err := render.Render(context.Background(), opts, docs)
+	results, err := render.Render(ctx, opts, docs)
 	if err != nil {
 		fail(err)
 	}

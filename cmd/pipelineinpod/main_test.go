@@ -10,15 +10,18 @@ import (
 	"testing"
 
 	"github.com/tektoncd/pipeline/pkg/apis/config"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/test/conformance/corpus"
 )
 
 // The CLI is run as a user would, on Tekton's examples from the pinned module (TaskRun
-// examples lifted into PipelineRuns first): every example marked pass renders (exit 0,
-// YAML with a Pod), every one marked refused fails with exit 1 and one line per run
-// naming the document, the field and the cause.
+// examples lifted into PipelineRuns first), with the feature flags each needs given as
+// Tekton's feature-flags ConfigMap (-tekton-config): every example marked pass renders
+// (exit 0, YAML with a Pod), every one marked refused fails with exit 1 and one line per
+// run naming the document, the field and the cause.
 func TestRenderFromTheShell(t *testing.T) {
 	dir, err := corpus.ExamplesDir()
 	if err != nil {
@@ -37,7 +40,6 @@ func TestRenderFromTheShell(t *testing.T) {
 	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	renderDefaults := map[string]string{"enable-api-fields": config.DefaultEnableAPIFields}
 	ran := 0
 	for _, f := range files {
 		e, ok := list[f]
@@ -48,10 +50,13 @@ func TestRenderFromTheShell(t *testing.T) {
 		if e.Expect == corpus.Skip {
 			continue
 		}
-		if missing := e.FlagsMissing(v1alpha1.FeatureFlags, renderDefaults); len(missing) > 0 {
-			// The CLI has no flag for feature flags; pkg/render's tests cover these.
-			t.Logf("%s: not rendered from the shell: needs %v", f, missing)
-			continue
+		args := []string{"render"}
+		if len(e.Flags) > 0 {
+			flags := filepath.Join(tmp, strings.ReplaceAll(f, "/", "_")+".feature-flags.yaml")
+			if err := os.WriteFile(flags, featureFlags(t, e.Flags), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "-tekton-config", flags)
 		}
 		path := filepath.Join(dir, filepath.FromSlash(f))
 		if strings.HasPrefix(f, "taskruns/") {
@@ -66,7 +71,7 @@ func TestRenderFromTheShell(t *testing.T) {
 		}
 		ran++
 		var stdout, stderr bytes.Buffer
-		cmd := exec.CommandContext(t.Context(), bin, "render", "-f", path)
+		cmd := exec.CommandContext(t.Context(), bin, append(args, "-f", path)...)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		runErr := cmd.Run()
 		if e.Expect == corpus.Refused {
@@ -88,4 +93,18 @@ func TestRenderFromTheShell(t *testing.T) {
 	if ran < 50 {
 		t.Errorf("only %d examples rendered from the shell", ran)
 	}
+}
+
+// featureFlags is Tekton's feature-flags ConfigMap with data, as kubectl prints it.
+func featureFlags(t *testing.T, data map[string]string) []byte {
+	t.Helper()
+	b, err := yaml.Marshal(&corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: config.GetFeatureFlagsConfigName(), Namespace: "tekton-pipelines"},
+		Data:       data,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

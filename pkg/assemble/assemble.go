@@ -210,7 +210,7 @@ func buildTaskPod(ctx context.Context, opts Options, t compile.Task, tr *v1.Task
 	images := opts.Images
 	images.EntrypointImage = opts.EntrypointImage
 	b := pod.Builder{Images: images, KubeClient: opts.KubeClient, EntrypointCache: opts.EntrypointCache}
-	return b.Build(ctx, tr, *ts)
+	return b.Build(ctx, tr, *ts, defaultResources(ctx))
 }
 
 // needNoLookup fails, naming the step, when a step would need its image's ENTRYPOINT

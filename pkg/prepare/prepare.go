@@ -13,18 +13,22 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	tektonv1alpha1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1alpha1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	alpha1listers "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1alpha1"
 	"github.com/tektoncd/pipeline/pkg/pod"
 	"github.com/tektoncd/pipeline/pkg/remote"
 	remoteresource "github.com/tektoncd/pipeline/pkg/remoteresolution/resource"
 	resolutioncommon "github.com/tektoncd/pipeline/pkg/resolution/common"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"knative.dev/pkg/apis"
 
-	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 	"github.com/pipelineinpod/pipelineinpod/pkg/resolve"
@@ -50,6 +54,10 @@ type Stages struct {
 	// PodLevelResources puts the pod's peak demand in spec.resources (Kubernetes >= 1.34,
 	// see assemble.PodLevelResourcesSupported) instead of on the reporter container.
 	PodLevelResources bool
+	// VerificationPolicies lists the VerificationPolicies of a run's namespace, which
+	// resolution verifies remote Tasks and Pipelines against as Tekton does. Nil
+	// (offline): none.
+	VerificationPolicies alpha1listers.VerificationPolicyLister
 }
 
 // Prepared is a resolved and compiled run, before its pod is assembled: the pod needs the
@@ -63,6 +71,9 @@ type Prepared struct {
 	Skipped []v1.SkippedTask
 	// Matrixed names the pipeline tasks fanned out by a matrix: their results aggregate.
 	Matrixed []string
+	// Verified is the TrustedResourcesVerified condition Tekton would set on the run
+	// (pass, or a warning), nil when nothing was verified.
+	Verified *apis.Condition
 	// TaskRuns are the child TaskRuns to create, with their labels, owner reference and
 	// spec.managedBy.
 	TaskRuns []*v1.TaskRun
@@ -90,15 +101,25 @@ func (e *Failure) Unwrap() error { return e.Err }
 const (
 	ReasonResolutionFailed = "ResolutionFailed"
 	ReasonValidationFailed = "ValidationFailed"
+	// ReasonResourceVerificationFailed is Tekton's for a Task or Pipeline that fails
+	// trusted-resources verification.
+	ReasonResourceVerificationFailed = string(v1.PipelineRunReasonResourceVerificationFailed)
 )
 
-// Prepare resolves and compiles the run.
+// Prepare resolves and compiles the run. Tekton's configuration (feature flags,
+// defaults) is the one ctx carries (config.ToContext: the controller's store of the
+// cluster's Tekton ConfigMaps), else Tekton's defaults: Tekton's SetDefaults and Validate
+// read it from there.
 func (s *Stages) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared, error) {
-	ctx, err := v1alpha1.WithTektonConfig(ctx)
-	if err != nil {
-		return nil, err
+	var policies []*tektonv1alpha1.VerificationPolicy
+	if s.VerificationPolicies != nil {
+		var err error
+		// As Tekton's reconcilers list them: every policy of the run's namespace.
+		if policies, err = s.VerificationPolicies.VerificationPolicies(cr.Namespace).List(labels.Everything()); err != nil {
+			return nil, fmt.Errorf("listing the VerificationPolicies of namespace %s: %w", cr.Namespace, err)
+		}
 	}
-	res := resolve.NewClientResolver(s.KubeClient, s.PipelineClient, s.Requester, cr)
+	res := resolve.NewClientResolver(s.KubeClient, s.PipelineClient, s.Requester, cr, policies)
 	resolved, err := resolve.Resolve(ctx, res, cr)
 	if err != nil {
 		return nil, classify(ReasonResolutionFailed, err)
@@ -108,6 +129,7 @@ func (s *Stages) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared,
 		return nil, &Failure{Reason: ReasonValidationFailed, Err: err}
 	}
 	p := prepared(compiled)
+	p.Verified = res.Verified()
 	p.Assemble = s.assembler(res, compiled)
 	return p, nil
 }
@@ -133,11 +155,7 @@ func prepared(compiled *compile.Compiled) *Prepared {
 // StepActions (remote ones too) as the pod is assembled.
 func (s *Stages) assembler(res resolve.Resolver, compiled *compile.Compiled) func(context.Context, int, map[string]types.UID) (*assemble.Output, error) {
 	return func(ctx context.Context, runAttempt int, uids map[string]types.UID) (*assemble.Output, error) {
-		ctx, err := v1alpha1.WithTektonConfig(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out, err := assemble.Pod(ctx, assemble.Options{
+		out, err := assemble.Pod(podBuilderContext(ctx), assemble.Options{
 			Images:            s.Images,
 			EntrypointImage:   s.EntrypointImage,
 			KubeClient:        s.KubeClient,
@@ -154,11 +172,31 @@ func (s *Stages) assembler(res resolve.Resolver, compiled *compile.Compiled) fun
 	}
 }
 
+// podBuilderContext is ctx with Tekton's configuration as Tekton's pod builder must see
+// it for our pod. Results travel from every step through the pod's state volume to the
+// reporter's log, whatever results-from says: Tekton's results sidecar (results-from:
+// sidecar-logs), which reads what Tekton's entrypoint writes, would find nothing there,
+// and its image is not one the controller deploys.
+func podBuilderContext(ctx context.Context) context.Context {
+	cfg := config.FromContextOrDefaults(ctx)
+	if cfg.FeatureFlags.ResultExtractionMethod == config.ResultExtractionMethodTerminationMessage {
+		return ctx
+	}
+	c := *cfg
+	c.FeatureFlags = cfg.FeatureFlags.DeepCopy()
+	c.FeatureFlags.ResultExtractionMethod = config.ResultExtractionMethodTerminationMessage
+	return config.ToContext(ctx, &c)
+}
+
 // classify tells a remote resolution still in progress from an error that fails the run
 // with reason.
 func classify(reason string, err error) error {
 	if errors.Is(err, remote.ErrRequestInProgress) || errors.Is(err, resolutioncommon.ErrRequestInProgress) {
 		return fmt.Errorf("%w: %w", ErrInProgress, err)
+	}
+	var verr *resolve.VerificationError
+	if errors.As(err, &verr) {
+		reason = ReasonResourceVerificationFailed
 	}
 	return &Failure{Reason: reason, Err: err}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/injection/client"
 	filteredtaskruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/taskrun/filtered"
+	verificationpolicyinformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1alpha1/verificationpolicy"
 	customruninformer "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1beta1/customrun"
 	customrunreconciler "github.com/tektoncd/pipeline/pkg/client/injection/reconciler/pipeline/v1beta1/customrun"
 	resolutionclient "github.com/tektoncd/pipeline/pkg/client/resolution/injection/client"
@@ -49,6 +50,9 @@ type Options struct {
 	EntrypointImage string
 	Bounds          observe.Bounds
 	RequeueInterval time.Duration
+	// TektonNamespace is where Tekton's ConfigMaps (feature-flags, config-defaults, ...)
+	// are read from; empty: DefaultTektonNamespace.
+	TektonNamespace string
 }
 
 // isOurs filters CustomRuns to those of kind PipelineInPod: other custom tasks' runs are
@@ -58,11 +62,22 @@ func isOurs(obj any) bool {
 	return ok && v1alpha1.IsPipelineInPod(cr)
 }
 
-// NewController returns the constructor sharedmain runs.
+// NewController returns the constructor sharedmain runs. Its configmap.Watcher follows
+// the controller's own namespace; Tekton's configuration is watched in Tekton's.
 func NewController(opts Options) func(context.Context, configmap.Watcher) *controller.Impl {
 	return func(ctx context.Context, _ configmap.Watcher) *controller.Impl {
+		ns := opts.TektonNamespace
+		if ns == "" {
+			ns = DefaultTektonNamespace
+		}
+		store, err := WatchTektonConfig(ctx, kubeclient.Get(ctx), ns)
+		if err != nil {
+			logging.FromContext(ctx).Fatalw("Cannot read Tekton's configuration", "error", err)
+		}
 		impl := customrunreconciler.NewImpl(ctx, newReconciler(ctx, opts), func(*controller.Impl) controller.Options {
-			return controller.Options{AgentName: ControllerName, PromoteFilterFunc: isOurs}
+			// The generated reconciler puts the store's configuration into the context
+			// of every reconcile (store.ToContext), as Tekton's reconcilers do.
+			return controller.Options{AgentName: ControllerName, PromoteFilterFunc: isOurs, ConfigStore: store}
 		})
 		watch(ctx, impl)
 		return impl
@@ -98,6 +113,8 @@ func newReconciler(ctx context.Context, opts Options) *Reconciler {
 			Requester:         remoteresource.NewCRDRequester(resolutionclient.Get(ctx), resolutioninformer.Get(ctx).Lister()),
 			EntrypointCache:   entrypoints,
 			PodLevelResources: podLevel,
+			// Tekton's verification of remote Tasks and Pipelines (trusted resources).
+			VerificationPolicies: verificationpolicyinformer.Get(ctx).Lister(),
 		},
 		Reports:         PodLogReports{KubeClient: kc},
 		Clock:           clock.RealClock{},

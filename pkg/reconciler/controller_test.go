@@ -13,6 +13,7 @@ import (
 	tektonfiltered "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered"
 	_ "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered/fake"
 	_ "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1/taskrun/filtered/fake"
+	_ "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1alpha1/verificationpolicy/fake"
 	_ "github.com/tektoncd/pipeline/pkg/client/injection/informers/pipeline/v1beta1/customrun/fake"
 	fakeresolutionclient "github.com/tektoncd/pipeline/pkg/client/resolution/injection/client/fake"
 	_ "github.com/tektoncd/pipeline/pkg/client/resolution/injection/informers/resolution/v1beta1/resolutionrequest/fake"

@@ -33,6 +33,10 @@ func (r *Reconciler) start(ctx context.Context, cr *v1beta1.CustomRun, a *runAtt
 	if err != nil {
 		return err
 	}
+	if prep.Verified != nil {
+		// Trusted resources: passed, or a warning, as Tekton records it on a PipelineRun.
+		cr.Status.SetCondition(prep.Verified)
+	}
 	rec := runRecord{PipelineName: prep.PipelineName, Results: prep.Results, Skipped: prep.Skipped, Matrixed: prep.Matrixed}
 	children := byName(a.taskRuns)
 	uids := map[string]types.UID{}

@@ -21,12 +21,12 @@ import (
 
 // ending is how the current run attempt ends before its tasks do: the CustomRun was
 // cancelled or timed out. Nil when it goes on.
-func ending(cr *v1beta1.CustomRun, now metav1.Time) *observe.Ending {
+func ending(ctx context.Context, cr *v1beta1.CustomRun, now metav1.Time) *observe.Ending {
 	switch {
 	case cr.IsCancelled():
 		return observe.Cancelled(cr.Name, string(cr.Spec.StatusMessage))
-	case timedOut(cr, now):
-		return observe.TimedOut(cr.Name, timeoutOf(cr))
+	case timedOut(ctx, cr, now):
+		return observe.TimedOut(cr.Name, timeoutOf(ctx, cr))
 	}
 	return nil
 }
@@ -151,9 +151,9 @@ func (r *Reconciler) interval() time.Duration {
 
 // requeueAfter is when a running CustomRun is looked at again: the requeue interval, or
 // sooner when its timeout falls before.
-func (r *Reconciler) requeueAfter(cr *v1beta1.CustomRun, now metav1.Time) time.Duration {
+func (r *Reconciler) requeueAfter(ctx context.Context, cr *v1beta1.CustomRun, now metav1.Time) time.Duration {
 	d := r.interval()
-	if t := timeoutOf(cr); t != apisconfig.NoTimeoutDuration && cr.Status.StartTime != nil {
+	if t := timeoutOf(ctx, cr); t != apisconfig.NoTimeoutDuration && cr.Status.StartTime != nil {
 		if left := cr.Status.StartTime.Add(t).Sub(now.Time) + time.Second; left > 0 && left < d {
 			d = left
 		}
@@ -162,20 +162,21 @@ func (r *Reconciler) requeueAfter(cr *v1beta1.CustomRun, now metav1.Time) time.D
 }
 
 // timeoutOf is the timeout of one run attempt: spec.timeout (which Tekton sets from the
-// pipeline task), else the inline spec's timeouts.pipeline, else Tekton's default.
-// Zero means none.
-func timeoutOf(cr *v1beta1.CustomRun) time.Duration {
+// pipeline task), else the inline spec's timeouts.pipeline, else the default of ctx's
+// Tekton configuration (config-defaults' default-timeout-minutes), as Tekton defaults a
+// PipelineRun's. Zero means none.
+func timeoutOf(ctx context.Context, cr *v1beta1.CustomRun) time.Duration {
 	if cr.Spec.Timeout != nil {
 		return cr.Spec.Timeout.Duration
 	}
 	if s, err := v1alpha1.SpecOf(cr); err == nil && s.Timeouts != nil && s.Timeouts.Pipeline != nil {
 		return s.Timeouts.Pipeline.Duration
 	}
-	return apisconfig.DefaultTimeoutMinutes * time.Minute
+	return time.Duration(apisconfig.FromContextOrDefaults(ctx).Defaults.DefaultTimeoutMinutes) * time.Minute
 }
 
-func timedOut(cr *v1beta1.CustomRun, now metav1.Time) bool {
-	t := timeoutOf(cr)
+func timedOut(ctx context.Context, cr *v1beta1.CustomRun, now metav1.Time) bool {
+	t := timeoutOf(ctx, cr)
 	if t == apisconfig.NoTimeoutDuration || cr.Status.StartTime == nil {
 		return false
 	}

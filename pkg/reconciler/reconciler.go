@@ -101,7 +101,7 @@ func (r *Reconciler) ReconcileKind(ctx context.Context, cr *v1beta1.CustomRun) p
 		cr.Status.InitializeConditions()
 		cr.Status.StartTime = &now
 	}
-	return r.reconcileRunAttempt(ctx, cr, ending(cr, now), now)
+	return r.reconcileRunAttempt(ctx, cr, ending(ctx, cr, now), now)
 }
 
 // runAttempt is the current run attempt as one reconcile finds it.
@@ -189,7 +189,7 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 			logging.FromContext(ctx).Warnw("Cannot mark the pod ready", "pod", a.podName, "error", err)
 		}
 		cr.Status.MarkCustomRunRunning(string(v1beta1.CustomRunReasonRunning), "%s", obs.Count().RunningMessage())
-		return controller.NewRequeueAfter(r.requeueAfter(cr, now))
+		return controller.NewRequeueAfter(r.requeueAfter(ctx, cr, now))
 	}
 	return r.conclude(cr, a, obs, now)
 }

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +22,7 @@ func FuzzRender(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	ctx := alpha(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		start := time.Now()
 		docs, err := Parse("fuzz.yaml", data)
@@ -32,7 +32,7 @@ func FuzzRender(f *testing.F) {
 			}
 			return
 		}
-		results, err := Render(context.Background(), DefaultOptions(), docs)
+		results, err := Render(ctx, DefaultOptions(), docs)
 		if err != nil && strings.Contains(err.Error(), "internal error") {
 			t.Fatal(err)
 		}

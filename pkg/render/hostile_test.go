@@ -26,6 +26,7 @@ import (
 
 // renderBytes renders one file's bytes and logs how long it took. Timings are not
 // asserted here (the machine running tests may be loaded); BenchmarkHostile measures them.
+// Alpha API fields are on: the bounds of nested pipelines (an alpha field) are tested.
 func renderBytes(t *testing.T, name string, data []byte) ([]Result, error) {
 	t.Helper()
 	start := time.Now()
@@ -34,7 +35,7 @@ func renderBytes(t *testing.T, name string, data []byte) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Render(context.Background(), DefaultOptions(), docs)
+	return Render(alpha(t), DefaultOptions(), docs)
 }
 
 func generated() map[string]string {
@@ -166,10 +167,7 @@ func TestReservedContainerNames(t *testing.T) {
 
 // A panic in a stage becomes an error, "internal error", not a crash.
 func TestPanicBecomesAnError(t *testing.T) {
-	ctx, err := v1alpha1.WithTektonConfig(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
 	cr := &v1beta1.CustomRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "ns"},
 		Spec:       v1beta1.CustomRunSpec{CustomRef: &v1beta1.TaskRef{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.Kind, Name: "p"}},
@@ -181,7 +179,7 @@ func TestPanicBecomesAnError(t *testing.T) {
 		return true, p, fmt.Errorf("%s", p.Name) // a nil dereference
 	})
 	stages := &prepare.Stages{KubeClient: k8sfake.NewSimpleClientset(), PipelineClient: tekton}
-	_, err = renderRun(ctx, stages, cr)
+	_, err := renderRun(ctx, stages, cr)
 	if err == nil || !strings.Contains(err.Error(), "internal error") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("err = %v, want one internal error", err)
 	}
@@ -193,12 +191,13 @@ func TestPanicBecomesAnError(t *testing.T) {
 // BenchmarkHostile measures how long each generated hostile input takes to be refused
 // or rendered (docs: any input up to the API server's object size in under 1 s).
 func BenchmarkHostile(b *testing.B) {
+	ctx := alpha(b)
 	for name, doc := range generated() {
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
 				docs, err := Parse(name, []byte(doc))
 				if err == nil {
-					_, _ = Render(context.Background(), DefaultOptions(), docs)
+					_, _ = Render(ctx, DefaultOptions(), docs)
 				}
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	tektonv1alpha1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1alpha1"
@@ -214,7 +215,31 @@ func DefaultOptions() Options {
 	}
 }
 
-// Render prepares every run of the documents, as the first attempt of each.
+// ReadTektonConfig reads Tekton's configuration from files holding ConfigMaps of
+// Tekton's namespace (feature-flags, config-defaults, ...), as `kubectl get configmap -n
+// tekton-pipelines feature-flags -o yaml` prints them: render then validates and
+// defaults as that cluster's Tekton would. What they leave out is Tekton's default.
+func ReadTektonConfig(paths ...string) (*config.Config, error) {
+	docs, err := ReadFiles(paths...)
+	if err != nil {
+		return nil, err
+	}
+	var cms []*corev1.ConfigMap
+	for _, d := range docs {
+		cm, ok := d.Object.(*corev1.ConfigMap)
+		if !ok {
+			return nil, fmt.Errorf("%s: %T: Tekton's configuration is ConfigMaps (feature-flags, config-defaults, ...)", d.Source, d.Object)
+		}
+		if _, err := v1alpha1.TektonConfig(cm); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Source, err)
+		}
+		cms = append(cms, cm)
+	}
+	return v1alpha1.TektonConfig(cms...)
+}
+
+// Render prepares every run of the documents, as the first attempt of each. Tekton's
+// configuration is the one ctx carries (config.ToContext), else Tekton's defaults.
 func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error) {
 	runs, err := Runs(docs)
 	if err != nil {
@@ -238,9 +263,11 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 			kube = append(kube, o)
 		}
 	}
-	// Every namespace has a default service account; named ones are assumed to exist.
+	// Every namespace has a default service account; named ones (and the one Tekton's
+	// config-defaults names) are assumed to exist.
+	defaultSA := config.FromContextOrDefaults(ctx).Defaults.DefaultServiceAccount
 	for _, r := range runs {
-		for _, sa := range []string{"default", r.CustomRun.Spec.ServiceAccountName} {
+		for _, sa := range []string{"default", defaultSA, r.CustomRun.Spec.ServiceAccountName} {
 			if k := r.CustomRun.Namespace + "/" + sa; sa != "" && !sas[k] {
 				sas[k] = true
 				kube = append(kube, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: r.CustomRun.Namespace}})

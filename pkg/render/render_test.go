@@ -15,6 +15,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/test/names"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
@@ -49,28 +50,21 @@ func moduleCorpus(t *testing.T) (dir string, files []string, list map[string]cor
 	return dir, files, list
 }
 
-// withFlags turns on, for one test, the feature flags an example needs beyond those
-// render validates with.
-func withFlags(t *testing.T, flags map[string]string) {
-	saved := map[string]string{}
-	for k, v := range flags {
-		if old, ok := v1alpha1.FeatureFlags[k]; ok {
-			saved[k] = old
-		}
-		if k == "enable-api-fields" && v1alpha1.FeatureFlags[k] == config.AlphaAPIFields {
-			continue // alpha already enables beta and stable
-		}
-		v1alpha1.FeatureFlags[k] = v
+// withFlags carries Tekton's configuration with the feature-flags an example needs
+// (Tekton's defaults for the rest), as a cluster set up for it would have.
+func withFlags(t testing.TB, flags map[string]string) context.Context {
+	t.Helper()
+	cfg, err := v1alpha1.TektonConfig(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: config.GetFeatureFlagsConfigName()}, Data: flags})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for k := range flags {
-			if old, ok := saved[k]; ok {
-				v1alpha1.FeatureFlags[k] = old
-			} else {
-				delete(v1alpha1.FeatureFlags, k)
-			}
-		}
-	})
+	return config.ToContext(context.Background(), cfg)
+}
+
+// alpha is Tekton's configuration with alpha API fields (pipelines in pipelines are
+// one): the hostile inputs nest Pipelines.
+func alpha(t testing.TB) context.Context {
+	return withFlags(t, map[string]string{"enable-api-fields": config.AlphaAPIFields})
 }
 
 func renderFile(t *testing.T, path string) []Result {
@@ -86,7 +80,7 @@ func renderFile(t *testing.T, path string) []Result {
 	return res
 }
 
-func renderCorpusFile(t *testing.T, dir, file string) []Result {
+func renderCorpusFile(ctx context.Context, t *testing.T, dir, file string) []Result {
 	t.Helper()
 	raw, err := corpus.Load(dir, file)
 	if err != nil {
@@ -96,7 +90,7 @@ func renderCorpusFile(t *testing.T, dir, file string) []Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Render(context.Background(), DefaultOptions(), docs)
+	res, err := Render(ctx, DefaultOptions(), docs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +107,7 @@ func TestModuleExamples(t *testing.T) {
 	for _, f := range files {
 		e := list[f]
 		t.Run(f, func(t *testing.T) {
-			withFlags(t, e.Flags)
-			res := renderCorpusFile(t, dir, f)
+			res := renderCorpusFile(withFlags(t, e.Flags), t, dir, f)
 			for _, r := range res {
 				switch {
 				case e.Expect == corpus.Pass && r.Err != nil:

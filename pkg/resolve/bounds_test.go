@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	pipinpod "github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
@@ -58,14 +60,20 @@ func runOf(pipeline string) *v1beta1.CustomRun {
 	}
 }
 
-// tektonCtx has the feature flags PipelineInPod validates with (pipelineRef in a
-// Pipeline is an alpha field).
+// tektonCtx has Tekton's configuration with alpha API fields (pipelineRef in a Pipeline
+// is one).
 func tektonCtx(t *testing.T) context.Context {
-	ctx, err := pipinpod.WithTektonConfig(context.Background())
+	return withFeatureFlags(t, map[string]string{"enable-api-fields": config.AlphaAPIFields})
+}
+
+// withFeatureFlags carries Tekton's configuration with the feature-flags data.
+func withFeatureFlags(t *testing.T, data map[string]string) context.Context {
+	t.Helper()
+	cfg, err := pipinpod.TektonConfig(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: config.GetFeatureFlagsConfigName()}, Data: data})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ctx
+	return config.ToContext(context.Background(), cfg)
 }
 
 // Cycles, over-deep nesting and too many tasks are refused before more is fetched,

@@ -13,15 +13,18 @@ import (
 	"fmt"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	tektonv1alpha1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1alpha1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
-	resolutionv1beta1 "github.com/tektoncd/pipeline/pkg/apis/resolution/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
-	"github.com/tektoncd/pipeline/pkg/remoteresolution/remote/resolution"
 	remoteresource "github.com/tektoncd/pipeline/pkg/remoteresolution/resource"
+	"github.com/tektoncd/pipeline/pkg/trustedresources"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"knative.dev/pkg/apis"
+	"knative.dev/pkg/kmeta"
 
 	pipinpod "github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 )
@@ -94,6 +97,7 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 	// Its default timeouts are not ours to add: the CustomRun's timeout governs.
 	timeouts := pr.Spec.Timeouts
 	pr.SetDefaults(ctx)
+	asWebhook := pr.Spec.DeepCopy()
 	pr.Spec.Timeouts = timeouts
 	out := &Resolved{PipelineRun: pr}
 	w := &walk{}
@@ -118,7 +122,22 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 	if err := resolveSpec(ctx, r, out, "spec.pipelineSpec", w); err != nil {
 		return nil, err
 	}
+	// What Tekton's webhook checks on a PipelineRun, defaulted, before a reconciler sees
+	// it (disable-inline-spec, timeouts, taskRunSpecs, the pod template's env, ...): the
+	// webhook cannot see into a CustomRun's customSpec. After the Pipeline's own checks,
+	// which bound its size first.
+	if err := asWebhook.Validate(ctx); err != nil {
+		return nil, fmt.Errorf("%s: invalid as a PipelineRun: %w", runField(cr), err)
+	}
 	return out, nil
+}
+
+// runField is where a CustomRun holds the PipelineRun spec it stands for.
+func runField(cr *v1beta1.CustomRun) string {
+	if cr.Spec.CustomSpec != nil {
+		return "spec.customSpec.spec"
+	}
+	return "spec"
 }
 
 func refField(cr *v1beta1.CustomRun) string {
@@ -202,19 +221,33 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w
 }
 
 // NewClientResolver resolves through the API server the way Tekton's reconcilers do.
-// requester may be nil, and then `resolver:` refs fail.
-func NewClientResolver(k8s kubernetes.Interface, tekton versioned.Interface, requester remoteresource.Requester, cr *v1beta1.CustomRun) Resolver {
-	return &clientResolver{k8s: k8s, tekton: tekton, requester: requester, cr: cr}
+// requester may be nil, and then `resolver:` refs fail. policies are the
+// VerificationPolicies of the run's namespace: Tasks and Pipelines fetched by a resolver
+// are verified against them by Tekton's own code (pkg/trustedresources, under the
+// trusted-resources-verification-no-match-policy flag of ctx's configuration), and one
+// that fails verification fails resolution with a *VerificationError. Like Tekton,
+// Tasks and Pipelines of the run's namespace are not verified.
+func NewClientResolver(k8s kubernetes.Interface, tekton versioned.Interface, requester remoteresource.Requester, cr *v1beta1.CustomRun, policies []*tektonv1alpha1.VerificationPolicy) *ClientResolver {
+	if requester != nil {
+		requester = ownedRequester{Requester: requester, owner: cr}
+	}
+	return &ClientResolver{k8s: k8s, tekton: tekton, requester: requester, cr: cr, policies: policies}
 }
 
-type clientResolver struct {
+// ClientResolver is the Resolver of a run against the API server.
+type ClientResolver struct {
 	k8s       kubernetes.Interface
 	tekton    versioned.Interface
 	requester remoteresource.Requester
 	cr        *v1beta1.CustomRun
+	policies  []*tektonv1alpha1.VerificationPolicy
+	// verified is the TrustedResourcesVerified condition so far (Verified).
+	verified *apis.Condition
 }
 
-func (c *clientResolver) pipelineRun(ref *v1.PipelineRef) *v1.PipelineRun {
+var _ Resolver = (*ClientResolver)(nil)
+
+func (c *ClientResolver) pipelineRun(ref *v1.PipelineRef) *v1.PipelineRun {
 	return &v1.PipelineRun{
 		ObjectMeta: metav1.ObjectMeta{Name: c.cr.Name, Namespace: c.cr.Namespace, UID: c.cr.UID},
 		Spec: v1.PipelineRunSpec{
@@ -225,63 +258,93 @@ func (c *clientResolver) pipelineRun(ref *v1.PipelineRef) *v1.PipelineRun {
 	}
 }
 
-func (c *clientResolver) Pipeline(ctx context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error) {
-	if ref.Resolver != "" && c.requester != nil {
-		return c.remotePipeline(ctx, ref)
-	}
-	get := prresources.GetPipelineFunc(ctx, c.k8s, c.tekton, c.requester, c.pipelineRun(ref), nil)
-	p, _, _, err := get(ctx, ref.Name)
-	return p, err
-}
-
-// remotePipeline resolves a `resolver:` Pipeline ref with Tekton's remote resolution,
-// the ResolutionRequest owned by the CustomRun. (Tekton's GetPipelineFunc would make
-// the PipelineRun it is handed the owner: here one that does not exist, which the
-// garbage collector would take as a reason to delete the request.)
-func (c *clientResolver) remotePipeline(ctx context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error) {
-	strs, arrays, objects := map[string]string{}, map[string][]string{}, map[string]map[string]string{}
-	for _, p := range pipinpod.Params(c.cr) {
-		key := "params." + p.Name
-		switch p.Value.Type {
-		case v1.ParamTypeArray:
-			arrays[key] = p.Value.ArrayVal
-		case v1.ParamTypeObject:
-			objects[key] = p.Value.ObjectVal
-		default:
-			strs[key] = p.Value.StringVal
-		}
-	}
-	payload := remoteresource.ResolverPayload{ResolutionSpec: &resolutionv1beta1.ResolutionRequestSpec{
-		Params: ref.Params.ReplaceVariables(strs, arrays, objects),
-	}}
-	if v1.RefNameLikeUrl(ref.Name) == nil {
-		payload.ResolutionSpec.URL = ref.Name
-	}
-	obj, _, err := resolution.NewResolver(c.requester, c.cr, string(ref.Resolver), payload).Get(ctx, "pipeline", ref.Name)
+// Pipeline resolves with Tekton's GetPipelineFunc: by name in the run's namespace, or
+// through a ResolutionRequest (owned by the CustomRun, see ownedRequester) whose
+// Pipeline Tekton verifies and validates with a dry-run create, as for a PipelineRun.
+func (c *ClientResolver) Pipeline(ctx context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error) {
+	// GetPipelineFunc substitutes params into a URL-like name in place.
+	ref = ref.DeepCopy()
+	get := prresources.GetPipelineFunc(ctx, c.k8s, c.tekton, c.requester, c.pipelineRun(ref), c.policies)
+	p, _, vr, err := get(ctx, ref.Name)
 	if err != nil {
 		return nil, err
 	}
-	switch p := obj.(type) {
-	case *v1.Pipeline:
-		return p, nil
-	case *v1beta1.Pipeline: //nolint:staticcheck // resolvers may still serve v1beta1 Pipelines, which Tekton accepts and converts to v1
-		out := &v1.Pipeline{}
-		if err := p.ConvertTo(ctx, out); err != nil {
-			return nil, err
-		}
-		return out, nil
+	if err := c.verify(p.Name, vr); err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("resolver %q returned a %T, not a Pipeline", ref.Resolver, obj)
+	return p, nil
 }
 
-// Task resolves with Tekton's GetTaskFunc; for `resolver:` refs its ResolutionRequest
-// is owned by the CustomRun.
-func (c *clientResolver) Task(ctx context.Context, pt v1.PipelineTask) (*v1.Task, error) {
-	get := trresources.GetTaskFunc(ctx, c.k8s, c.tekton, c.requester, c.cr, pt.TaskRef, c.cr.Name+"-"+pt.Name, c.cr.Namespace, c.cr.Spec.ServiceAccountName, nil)
-	t, _, _, err := get(ctx, pt.TaskRef.Name)
-	return t, err
+// Task resolves with Tekton's GetTaskFunc; a Task from a resolver is verified as for a
+// PipelineRun's task.
+func (c *ClientResolver) Task(ctx context.Context, pt v1.PipelineTask) (*v1.Task, error) {
+	get := trresources.GetTaskFunc(ctx, c.k8s, c.tekton, c.requester, c.cr, pt.TaskRef, c.cr.Name+"-"+pt.Name, c.cr.Namespace, c.cr.Spec.ServiceAccountName, c.policies)
+	t, _, vr, err := get(ctx, pt.TaskRef.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.verify(pt.Name, vr); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
-func (c *clientResolver) StepActions(ctx context.Context, ts v1.TaskSpec, tr *v1.TaskRun) ([]v1.Step, error) {
+func (c *ClientResolver) StepActions(ctx context.Context, ts v1.TaskSpec, tr *v1.TaskRun) ([]v1.Step, error) {
 	return trresources.GetStepActionsData(ctx, ts, tr.DeepCopy(), c.tekton, c.k8s, c.requester)
 }
+
+// VerificationError is a resource that failed trusted-resources verification: the run
+// fails with Tekton's reason for it (ResourceVerificationFailed).
+type VerificationError struct {
+	Err error
+}
+
+func (e *VerificationError) Error() string { return e.Err.Error() }
+func (e *VerificationError) Unwrap() error { return e.Err }
+
+// verify acts on a verification result as Tekton's PipelineRun reconciler does: an
+// error fails the run, a warning or a pass sets the TrustedResourcesVerified condition
+// (the last resource's counts), a skip changes nothing.
+func (c *ClientResolver) verify(resource string, vr *trustedresources.VerificationResult) error {
+	if vr == nil {
+		return nil
+	}
+	switch vr.VerificationResultType {
+	case trustedresources.VerificationError:
+		err := fmt.Errorf("customRun %s/%s referred resource %s failed signature verification: %w", c.cr.Namespace, c.cr.Name, resource, vr.Err)
+		c.verified = &apis.Condition{Type: trustedresources.ConditionTrustedResourcesVerified, Status: corev1.ConditionFalse, Message: err.Error()}
+		return &VerificationError{Err: err}
+	case trustedresources.VerificationWarn:
+		c.verified = &apis.Condition{Type: trustedresources.ConditionTrustedResourcesVerified, Status: corev1.ConditionFalse, Message: vr.Err.Error()}
+	case trustedresources.VerificationPass:
+		c.verified = &apis.Condition{Type: trustedresources.ConditionTrustedResourcesVerified, Status: corev1.ConditionTrue}
+	}
+	return nil
+}
+
+// Verified is the TrustedResourcesVerified condition Tekton would set on the run after
+// what was resolved so far: nil when no resource was verified.
+func (c *ClientResolver) Verified() *apis.Condition { return c.verified }
+
+// ownedRequester makes the CustomRun the owner of every ResolutionRequest. Tekton's
+// GetPipelineFunc makes the PipelineRun it is handed the owner: here one that does not
+// exist, which the garbage collector would take as a reason to delete the request
+// while the run waits on it. The request's name is the same either way (it derives from
+// the owner's name and namespace, the CustomRun's).
+type ownedRequester struct {
+	remoteresource.Requester
+	owner kmeta.OwnerRefable
+}
+
+func (r ownedRequester) Submit(ctx context.Context, resolver remoteresource.ResolverName, req remoteresource.Request) (remoteresource.ResolvedResource, error) {
+	return r.Requester.Submit(ctx, resolver, ownedRequest{Request: req, owner: r.owner})
+}
+
+type ownedRequest struct {
+	remoteresource.Request
+	owner kmeta.OwnerRefable
+}
+
+var _ remoteresource.OwnedRequest = ownedRequest{}
+
+func (r ownedRequest) OwnerRef() metav1.OwnerReference { return *kmeta.NewControllerRef(r.owner) }

@@ -46,7 +46,7 @@ func TestRemoteResolutionIsOwnedByTheCustomRun(t *testing.T) {
 		},
 	}
 	rec := &ownerRecorder{}
-	r := NewClientResolver(k8sfake.NewSimpleClientset(), tektonfake.NewSimpleClientset(), rec, cr)
+	r := NewClientResolver(k8sfake.NewSimpleClientset(), tektonfake.NewSimpleClientset(), rec, cr, nil)
 	if _, err := Resolve(context.Background(), r, cr); err == nil {
 		t.Fatal("want resolution in progress")
 	}

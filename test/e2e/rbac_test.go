@@ -71,6 +71,12 @@ var runNamespaceNeeds = []need{
 	{"tekton.dev", "pipelines", []string{"get"}, nil, "resolving pipelineRef by name (Tekton's GetPipelineFunc)"},
 	{"tekton.dev", "tasks", []string{"get"}, nil, "resolving taskRef by name (Tekton's GetTaskFunc)"},
 	{"tekton.dev", "stepactions", []string{"get"}, nil, "resolving a step's StepAction ref (Tekton's GetStepActionsData)"},
+	{"tekton.dev", "pipelines", []string{"create"}, nil,
+		"dry-run only: Tekton's resolution sends a Pipeline fetched by a resolver through the admission webhooks (apiserver.DryRunValidate)"},
+	{"tekton.dev", "tasks", []string{"create"}, nil, "dry-run only: the same for a Task fetched by a resolver"},
+	{"tekton.dev", "stepactions", []string{"create"}, nil, "dry-run only: the same for a StepAction fetched by a resolver"},
+	{"tekton.dev", "verificationpolicies", []string{"list", "watch"}, nil,
+		"the VerificationPolicy informer: Tasks and Pipelines fetched by a resolver are verified against the run's namespace's policies, as Tekton does (trusted resources)"},
 	{"resolution.tekton.dev", "resolutionrequests", []string{"create", "get", "list", "watch"}, nil,
 		"remote resolution (`resolver:` refs) through Tekton's CRD requester and its informer"},
 	{"", "pods", []string{"create", "get", "list", "watch", "delete", "patch"}, nil,
@@ -81,6 +87,7 @@ var runNamespaceNeeds = []need{
 		"Tekton's pod builder reads the run's ServiceAccount for its credential secrets (pkg/pod/creds_init.go) and imagePullSecrets (the entrypoint cache's k8schain)"},
 	{"", "secrets", []string{"get"}, nil,
 		"those secrets: credentials mounted into steps (pkg/pod/creds_init.go, unless disable-creds-init) and pull secrets to read an image's ENTRYPOINT when a step gives no command (k8schain)"},
+	{"", "limitranges", []string{"list"}, nil, "the namespace's LimitRanges bound the requests of the run's pod (pkg/assemble sizes it within them)"},
 	{"", "events", []string{"create", "patch"}, nil, "Kubernetes events on the runs (patch: the recorder aggregates repeats)"},
 	{"", "limitranges", []string{"list"}, nil,
 		"the namespace's LimitRanges bound the run pod's requests (pkg/assemble sizes the pod to its peak demand within them)"},
@@ -92,6 +99,12 @@ var controllerNamespaceNeeds = []need{
 	{"", "configmaps", []string{"get"}, []string{"config-logging", "config-observability", "config-leader-election"},
 		"knative's sharedmain reads its configuration at start, and only that"},
 	{"coordination.k8s.io", "leases", []string{"get", "create", "update"}, nil, "leader election between replicas (client-go's Lease lock)"},
+}
+
+// tektonNamespaceNeeds: what it does in Tekton's namespace, besides the above.
+var tektonNamespaceNeeds = []need{
+	{"", "configmaps", []string{"list", "watch"}, nil,
+		"Tekton's config store, fed by an informer on Tekton's ConfigMaps (feature-flags, config-defaults, ...): runs are validated and defaulted as the cluster's Tekton does, and changes count without a restart"},
 }
 
 // everyUser: what Kubernetes' default system:basic-user role gives every authenticated
@@ -135,8 +148,8 @@ func rulesOf(t *testing.T, sa kubernetes.Interface, ns string) map[permission]bo
 }
 
 // TestControllerRBAC: the ServiceAccount config/ runs the controller under may do exactly
-// what the controller needs, in the namespace of a run and in its own: nothing missing,
-// nothing more.
+// what the controller needs, in the namespace of a run, in its own and in Tekton's:
+// nothing missing, nothing more.
 func TestControllerRBAC(t *testing.T) {
 	e := newEnv(t)
 	if _, err := clients.Kube.CoreV1().ServiceAccounts(controllerNamespace).Get(e.ctx, controllerServiceAccount, metav1.GetOptions{}); err != nil {
@@ -175,6 +188,7 @@ func TestControllerRBAC(t *testing.T) {
 	}{
 		{e.ns, runNamespaceNeeds},
 		{controllerNamespace, append(append([]need{}, runNamespaceNeeds...), controllerNamespaceNeeds...)},
+		{tektonNamespace, append(append([]need{}, runNamespaceNeeds...), tektonNamespaceNeeds...)},
 	} {
 		want := grant(append(append([]need{}, c.needs...), everyUser...))
 		have := rulesOf(t, sa, c.ns)

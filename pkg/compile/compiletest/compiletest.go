@@ -6,6 +6,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
@@ -50,7 +51,7 @@ func Compile(t testing.TB, doc string) (*Run, error) {
 		}
 	}
 	r := &Run{KubeClient: k8sfake.NewSimpleClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: cr.Namespace}})}
-	r.Resolver = resolve.NewClientResolver(r.KubeClient, tektonfake.NewSimpleClientset(pipelines...), nil, cr)
+	r.Resolver = resolve.NewClientResolver(r.KubeClient, tektonfake.NewSimpleClientset(pipelines...), nil, cr, nil)
 	resolved, err := resolve.Resolve(ctx, r.Resolver, cr)
 	if err != nil {
 		return nil, err
@@ -62,12 +63,35 @@ func Compile(t testing.TB, doc string) (*Run, error) {
 	return r, nil
 }
 
-// Context carries the Tekton configuration the controller runs with, as Compile uses it.
+// Context carries the Tekton configuration the tests of compile and the later stages
+// build with: Tekton's defaults with the features one pod can hold turned on (alpha API
+// fields such as pipelines in pipelines, param enums), as on a cluster whose Tekton
+// enables them. The controller builds with the cluster's configuration.
 func Context(t testing.TB) context.Context {
 	t.Helper()
-	ctx, err := v1alpha1.WithTektonConfig(context.Background())
+	return ContextWith(t, FeatureFlags(map[string]string{
+		"enable-api-fields": config.AlphaAPIFields,
+		"enable-param-enum": "true",
+	}))
+}
+
+// ContextWith carries the Tekton configuration of the ConfigMaps (feature-flags,
+// config-defaults, ...): Tekton's defaults for what they leave out.
+func ContextWith(t testing.TB, cms ...*corev1.ConfigMap) context.Context {
+	t.Helper()
+	cfg, err := v1alpha1.TektonConfig(cms...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ctx
+	return config.ToContext(context.Background(), cfg)
+}
+
+// FeatureFlags is Tekton's feature-flags ConfigMap with data.
+func FeatureFlags(data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: config.GetFeatureFlagsConfigName()}, Data: data}
+}
+
+// Defaults is Tekton's config-defaults ConfigMap with data.
+func Defaults(data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: config.GetDefaultsConfigName()}, Data: data}
 }
