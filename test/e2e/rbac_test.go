@@ -89,8 +89,6 @@ var runNamespaceNeeds = []need{
 		"those secrets: credentials mounted into steps (pkg/pod/creds_init.go, unless disable-creds-init) and pull secrets to read an image's ENTRYPOINT when a step gives no command (k8schain)"},
 	{"", "limitranges", []string{"list"}, nil, "the namespace's LimitRanges bound the requests of the run's pod (pkg/assemble sizes it within them)"},
 	{"", "events", []string{"create", "patch"}, nil, "Kubernetes events on the runs (patch: the recorder aggregates repeats)"},
-	{"", "limitranges", []string{"list"}, nil,
-		"the namespace's LimitRanges bound the run pod's requests (pkg/assemble sizes the pod to its peak demand within them)"},
 }
 
 // controllerNamespaceNeeds: what it does in its own namespace, besides the above.
