@@ -62,6 +62,28 @@ func TestDecide(t *testing.T) {
 		task:   plan.Task{Key: "b", RunAfter: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' == 'yes'"}}},
 		states: map[string]*plan.TaskState{"a": succeededA},
 	}, {
+		name:   "a CEL expression false once the result is substituted",
+		task:   plan.Task{Key: "b", RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' != 'yes'"}}},
+		states: map[string]*plan.TaskState{"a": succeededA},
+		want:   decision{skip: v1.WhenExpressionsSkip},
+	}, {
+		name:   "a CEL expression that cannot be evaluated once substituted fails the task",
+		task:   plan.Task{Key: "b", PipelineTask: "b", RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' == 'x'"}}},
+		states: map[string]*plan.TaskState{"a": st("a", plan.PhaseSucceeded, "Succeeded", strResult("r", "it's"))},
+		want: decision{failReason: "CELEvaluationFailed",
+			failMessage: "when expressions of \"b\": error evaluating CEL: ERROR: <input>:1:5: Syntax error: mismatched input 's' expecting <EOF>\n | 'it's' == 'x'\n | ....^\nERROR: <input>:1:13: Syntax error: token recognition error at: '''\n | 'it's' == 'x'\n | ............^"},
+	}, {
+		name:   "a CEL expression of a finally task that cannot be evaluated fails it",
+		task:   plan.Task{Key: "f", PipelineTask: "f", Finally: true, RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' == 'x'"}}},
+		states: map[string]*plan.TaskState{"a": st("a", plan.PhaseSucceeded, "Succeeded", strResult("r", "it's")), "x": succeededA},
+		want: decision{failReason: "CELEvaluationFailed",
+			failMessage: "when expressions of \"f\": error evaluating CEL: ERROR: <input>:1:5: Syntax error: mismatched input 's' expecting <EOF>\n | 'it's' == 'x'\n | ....^\nERROR: <input>:1:13: Syntax error: token recognition error at: '''\n | 'it's' == 'x'\n | ............^"},
+	}, {
+		name:   "a finally task's CEL on a result never produced skips it",
+		task:   plan.Task{Key: "f", Finally: true, RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.nope)' > 2"}}},
+		states: map[string]*plan.TaskState{"a": succeededA, "x": succeededA},
+		want:   decision{skip: v1.MissingResultsSkip},
+	}, {
 		name:   "a when-skipped parent does not cascade",
 		task:   plan.Task{Key: "b", RunAfter: []string{"a"}},
 		states: map[string]*plan.TaskState{"a": st("a", plan.PhaseSkipped, string(v1.WhenExpressionsSkip))},
@@ -134,7 +156,7 @@ func TestDecide(t *testing.T) {
 
 func TestValues(t *testing.T) {
 	p := &plan.Plan{Tasks: []plan.Task{
-		{Key: "a", PipelineTask: "a"},
+		{Key: "a", PipelineTask: "a", Results: []plan.Result{{Name: "s"}, {Name: "t"}}},
 		{Key: "m-0", PipelineTask: "m", Results: []plan.Result{{Name: "r"}}},
 		{Key: "m-1", PipelineTask: "m", Results: []plan.Result{{Name: "r"}}},
 		{Key: "s", PipelineTask: "s"},
@@ -149,7 +171,7 @@ func TestValues(t *testing.T) {
 		"m-1": st("m-1", plan.PhaseFailed, "TaskRunTimeout"),
 		"s":   st("s", plan.PhaseSkipped, string(v1.WhenExpressionsSkip)),
 	}
-	v := newValues(p, states, 3)
+	v := newValues(p, nil, states, 3)
 	for _, tc := range []struct{ in, want string }{
 		{"$(tasks.a.results.s)", "str"},
 		{"$(tasks.a.results['s'])", "str"},
@@ -179,6 +201,13 @@ func TestValues(t *testing.T) {
 	if diff := cmp.Diff([]string{"1", "2", "1", "2", "-"}, args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
+	// $(tasks.<t>.matrix.<result>.length) counts the runs that produced the result,
+	// whatever became of them (m-1 failed before writing r).
+	for in, want := range map[string]string{"$(tasks.m.matrix.r.length)": "1", "$(tasks.a.matrix.s.length)": "1", "$(tasks.a.matrix.t.length)": "0"} {
+		if got, err := v.string(in); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", in, got, err, want)
+		}
+	}
 	// m failed: its results are not offered, and a reference to them is an error.
 	if _, err := v.string("$(tasks.m.results.r)"); err == nil {
 		t.Error("a reference to a failed task's result resolved")
@@ -198,9 +227,32 @@ func TestTasksStatusAggregate(t *testing.T) {
 		{"not done", map[string]*plan.TaskState{"a": st("a", plan.PhaseSucceeded, ""), "b": st("b", plan.PhaseRunning, "")}, "None"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := newValues(p, tc.states, 0).str[v1.PipelineTasksAggregateStatus]; got != tc.want {
+			if got := newValues(p, nil, tc.states, 0).str[v1.PipelineTasksAggregateStatus]; got != tc.want {
 				t.Errorf("$(tasks.status) = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A finally task of a flattened child pipeline aggregates only the child's DAG.
+func TestTasksStatusOfScope(t *testing.T) {
+	p := &plan.Plan{Tasks: []plan.Task{
+		{Key: "a", PipelineTask: "a"},
+		{Key: "child-c", PipelineTask: "child-c"},
+		{Key: "child-f", PipelineTask: "child-f", Finally: true, TasksStatusOf: []string{"child-c"}},
+		{Key: "f", PipelineTask: "f", Finally: true, TasksStatusOf: []string{"a", "child-c", "child-f"}},
+	}}
+	states := map[string]*plan.TaskState{
+		"a":       st("a", plan.PhaseFailed, "Failed"),
+		"child-c": st("child-c", plan.PhaseSucceeded, "Succeeded"),
+	}
+	got := map[string]string{}
+	for i := range p.Tasks {
+		got[p.Tasks[i].Key] = newValues(p, &p.Tasks[i], states, 0).str[v1.PipelineTasksAggregateStatus]
+	}
+	// f waits for child-f, which is not done yet.
+	want := map[string]string{"a": "Failed", "child-c": "Failed", "child-f": "Succeeded", "f": "None"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("$(tasks.status) by task (-want +got):\n%s", diff)
 	}
 }

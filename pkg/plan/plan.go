@@ -92,6 +92,11 @@ type Task struct {
 	// v1.MissingResultsSkip (or, for a DAG task whose parent failed, see the rules in the
 	// entrypoint).
 	ResultsFrom []string `json:"resultsFrom,omitempty"`
+	// TasksStatusOf holds, for a finally task, the keys of the tasks its $(tasks.status)
+	// aggregates when that is not every non-finally task of the plan: the DAG of a
+	// flattened child pipeline for the child's finally tasks, or a DAG that includes
+	// a child's finally tasks.
+	TasksStatusOf []string `json:"tasksStatusOf,omitempty"`
 	// When still holds run-time references ($(tasks.X.results.Y), $(tasks.X.status), ...);
 	// compile-time ones (params, context) are already substituted.
 	When v1.WhenExpressions `json:"when,omitempty"`

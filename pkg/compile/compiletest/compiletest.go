@@ -6,6 +6,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
@@ -32,7 +33,12 @@ type Run struct {
 // default service account. The error is resolve's or compile's.
 func Compile(t testing.TB, doc string) (*Run, error) {
 	t.Helper()
-	ctx := Context(t)
+	return CompileWith(t, Context(t), doc)
+}
+
+// CompileWith is Compile with the Tekton configuration ctx carries (see WithFlags).
+func CompileWith(t testing.TB, ctx context.Context, doc string) (*Run, error) {
+	t.Helper()
 	docs, err := render.Parse("doc.yaml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +66,27 @@ func Compile(t testing.TB, doc string) (*Run, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// WithFlags is Context with some Tekton feature flags set otherwise, as a cluster's
+// feature-flags ConfigMap would.
+func WithFlags(t testing.TB, flags map[string]string) context.Context {
+	t.Helper()
+	ctx := Context(t)
+	all := map[string]string{}
+	for k, v := range v1alpha1.FeatureFlags {
+		all[k] = v
+	}
+	for k, v := range flags {
+		all[k] = v
+	}
+	ff, err := config.NewFeatureFlagsFromMap(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.FromContextOrDefaults(ctx)
+	cfg.FeatureFlags = ff
+	return config.ToContext(ctx, cfg)
 }
 
 // Context carries the Tekton configuration the controller runs with, as Compile uses it.
