@@ -119,3 +119,16 @@ func TestTasksStatusOfAChildPipeline(t *testing.T) {
 		t.Errorf("$(tasks.status) of child-f then f (-want +got):\n%s", diff)
 	}
 }
+
+// A run whose every task was skipped before it began has a pod with no task: the
+// reporter finds nothing to wait for and says so at once.
+func TestNothingToRun(t *testing.T) {
+	t.Parallel()
+	r := newPod(t, &plan.Plan{}).run()
+	if !r.done || len(r.states) != 0 {
+		t.Errorf("done %v, states %v; want done and no state", r.done, r.states)
+	}
+	if diff := cmp.Diff(map[string]int{plan.ReporterContainer: 0}, r.exit); diff != "" {
+		t.Errorf("exit codes (-want +got):\n%s", diff)
+	}
+}
