@@ -207,15 +207,17 @@ func buildTaskPod(ctx context.Context, opts Options, t compile.Task, tr *v1.Task
 			return nil, err
 		}
 	}
-	for i, sc := range ts.Sidecars {
-		if len(sc.Command) == 0 && sc.Script == "" {
-			return nil, fmt.Errorf("spec.sidecars[%d] (%s): a sidecar without command or script cannot be stopped when its task ends; give it a command", i, sc.Name)
-		}
-	}
 	images := opts.Images
 	images.EntrypointImage = opts.EntrypointImage
 	b := pod.Builder{Images: images, KubeClient: opts.KubeClient, EntrypointCache: opts.EntrypointCache}
-	return b.Build(ctx, tr, *ts)
+	p, err := b.Build(ctx, tr, *ts)
+	if err != nil {
+		return nil, err
+	}
+	if err := lookUpSidecarEntrypoints(ctx, b, tr, p, len(ts.Steps)); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // addEmptyBase gives the pod of a run with no task left to run (every task skipped
@@ -246,8 +248,8 @@ func (m *merger) addEmptyBase(ctx context.Context, c *compile.Compiled) error {
 	return nil
 }
 
-// needNoLookup fails, naming the step, when a step would need its image's ENTRYPOINT
-// looked up in a registry and none can be reached.
+// needNoLookup fails, naming the step or sidecar, when one would need its image's
+// ENTRYPOINT looked up in a registry and none can be reached.
 func needNoLookup(ts *v1.TaskSpec) error {
 	steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
 	if err != nil {
@@ -256,6 +258,11 @@ func needNoLookup(ts *v1.TaskSpec) error {
 	for i, s := range steps {
 		if len(s.Command) == 0 && s.Script == "" {
 			return fmt.Errorf("spec.steps[%d] (%s): no command or script, and the entrypoint of image %q cannot be looked up without a registry; give the step a command", i, s.Name, s.Image)
+		}
+	}
+	for i, s := range ts.Sidecars {
+		if len(s.Command) == 0 && s.Script == "" {
+			return fmt.Errorf("spec.sidecars[%d] (%s): no command or script, and the entrypoint of image %q, which the entrypoint must run to stop the sidecar when its task ends, cannot be looked up without a registry; give the sidecar a command", i, s.Name, s.Image)
 		}
 	}
 	return nil

@@ -132,3 +132,24 @@ func TestNothingToRun(t *testing.T) {
 		t.Errorf("exit codes (-want +got):\n%s", diff)
 	}
 }
+
+// A sidecar without command runs the command looked up in its image's registry, and is
+// stopped when its task ends like any other.
+func TestSidecarWithLookedUpCommand(t *testing.T) {
+	t.Parallel()
+	pd := newPod(t, &plan.Plan{},
+		ttask{
+			Task:            task("a"),
+			steps:           []tstep{sh("while [ ! -e $ROOT/sc.ready ]; do sleep 0.02; done")},
+			sidecar:         "trap 'echo stopped > $ROOT/sc; exit 0' TERM; touch $ROOT/sc.ready; while true; do sleep 0.05; done",
+			sidecarLookedUp: true,
+		},
+	)
+	r := pd.run()
+	if diff := cmp.Diff(map[string]string{"a": succeeded}, r.phases()); diff != "" {
+		t.Errorf("phases (-want +got):\n%s", diff)
+	}
+	if got := pd.read("sc"); got != "stopped\n" {
+		t.Errorf("the sidecar wrote %q, want it stopped", got)
+	}
+}
