@@ -25,7 +25,7 @@ type outcome struct {
 
 func compileOutcome(t *testing.T, flags map[string]string, doc string) outcome {
 	t.Helper()
-	r, err := compiletest.CompileWith(t, compiletest.WithFlags(t, flags), doc)
+	r, err := compiletest.CompileWith(compiletest.WithFlags(t, flags), t, doc)
 	if err != nil {
 		var re *compile.ReasonError
 		if errors.As(err, &re) {

@@ -33,11 +33,11 @@ type Run struct {
 // default service account. The error is resolve's or compile's.
 func Compile(t testing.TB, doc string) (*Run, error) {
 	t.Helper()
-	return CompileWith(t, Context(t), doc)
+	return CompileWith(Context(t), t, doc)
 }
 
 // CompileWith is Compile with the Tekton configuration ctx carries (see WithFlags).
-func CompileWith(t testing.TB, ctx context.Context, doc string) (*Run, error) {
+func CompileWith(ctx context.Context, t testing.TB, doc string) (*Run, error) {
 	t.Helper()
 	docs, err := render.Parse("doc.yaml", []byte(doc))
 	if err != nil {
