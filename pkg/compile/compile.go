@@ -231,8 +231,8 @@ type slot struct {
 	pt      v1.PipelineTask
 	finally bool
 	after   []string // keys of the plan tasks it waits for
-	// tasksStatusOf: see plan.Task.TasksStatusOf.
-	tasksStatusOf []string
+	// tasksStatus: see plan.Task.TasksStatus.
+	tasksStatus *plan.TasksStatusScope
 }
 
 // addPipeline lays out one Pipeline's tasks. A pipelines-in-pipelines task is flattened
@@ -271,6 +271,8 @@ func (c *Compiled) addPipeline(ctx context.Context, s *scope, ps *v1.PipelineSpe
 	// keysOf maps a PipelineTask name to the keys of the plan tasks it became.
 	keysOf := map[string][]string{}
 	var dagKeys []string
+	// What $(tasks.status) of this pipeline's finally tasks covers (plan.TasksStatusScope).
+	tasksStatus := &plan.TasksStatusScope{}
 	for _, name := range order {
 		after := append([]string{}, entry...)
 		for _, dep := range deps[name] {
@@ -282,36 +284,26 @@ func (c *Compiled) addPipeline(ctx context.Context, s *scope, ps *v1.PipelineSpe
 		}
 		keysOf[name] = keys
 		dagKeys = append(dagKeys, keys...)
+		if _, child := s.resolved.Pipelines[name]; child {
+			tasksStatus.Children = append(tasksStatus.Children, keys...)
+		} else {
+			tasksStatus.Tasks = append(tasksStatus.Tasks, keys...)
+		}
 	}
-	tasksStatusOf := c.tasksStatusOf(s, dagKeys)
+	// Every non-finally task of the plan is the DAG of a pipeline without pipelines in it,
+	// which is what the entrypoint assumes without a scope.
+	if s.prefix == "" && len(tasksStatus.Children) == 0 {
+		tasksStatus = nil
+	} else {
+		tasksStatus.Tasks, tasksStatus.Children = uniq(tasksStatus.Tasks), uniq(tasksStatus.Children)
+	}
 	for _, pt := range rw.Finally {
 		after := append(append([]string{}, entry...), dagKeys...)
-		if _, err := c.addPipelineTask(ctx, s, slot{pt: pt, finally: true, after: after, tasksStatusOf: tasksStatusOf}); err != nil {
+		if _, err := c.addPipelineTask(ctx, s, slot{pt: pt, finally: true, after: after, tasksStatus: tasksStatus}); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// tasksStatusOf is what $(tasks.status) of a finally task of s aggregates, when that is
-// not simply every DAG task of the pod (plan.Task.TasksStatusOf): a flattened child
-// pipeline's finally covers only the child's DAG, and a pipeline that holds a child with
-// finally tasks counts those too, as they make up the child's status in Tekton.
-func (c *Compiled) tasksStatusOf(s *scope, dagKeys []string) []string {
-	scoped := s.prefix != ""
-	finally := sets.New[string]()
-	for _, t := range c.Tasks {
-		if t.Finally {
-			finally.Insert(t.Key)
-		}
-	}
-	for _, k := range dagKeys {
-		scoped = scoped || finally.Has(k)
-	}
-	if !scoped {
-		return nil
-	}
-	return uniq(dagKeys)
 }
 
 // topological orders a DAG with Tekton's own scheduler: what GetCandidateTasks offers
@@ -525,7 +517,7 @@ func (c *Compiled) instance(p *pipelineTask, i int, combo v1.Params) Task {
 			Timeout:      p.timeout,
 			Results:      planResults(p.task.TaskSpec),
 
-			TasksStatusOf: p.tasksStatusOf,
+			TasksStatus: p.tasksStatus,
 		},
 		TaskName:         p.task.TaskName,
 		TaskRun:          tr,

@@ -223,8 +223,8 @@ spec:
 }
 
 // $(tasks.status) in a finally task aggregates its own pipeline's DAG: a flattened child
-// pipeline's finally only the child's tasks; the parent's finally its own tasks, a child
-// counting with all of its tasks, its finally ones included.
+// pipeline's finally only the child's tasks; the parent's finally its own tasks, and a
+// child with all of its tasks, its finally ones included, as one pipeline task.
 func TestTasksStatusScope(t *testing.T) {
 	got := compileOutcome(t, nil, `apiVersion: tekton.dev/v1
 kind: Pipeline
@@ -252,9 +252,11 @@ spec:
 `)
 	want := outcome{Tasks: []plan.Task{
 		{Key: "child-c1", PipelineTask: "child-c1", TaskRun: "r-child-c1"},
-		{Key: "child-cf", PipelineTask: "child-cf", TaskRun: "r-child-cf", Finally: true, RunAfter: []string{"child-c1"}, TasksStatusOf: []string{"child-c1"}},
+		{Key: "child-cf", PipelineTask: "child-cf", TaskRun: "r-child-cf", Finally: true, RunAfter: []string{"child-c1"},
+			TasksStatus: &plan.TasksStatusScope{Tasks: []string{"child-c1"}}},
 		{Key: "t1", PipelineTask: "t1", TaskRun: "r-t1"},
-		{Key: "f", PipelineTask: "f", TaskRun: "r-f", Finally: true, RunAfter: []string{"child-c1", "child-cf", "t1"}, TasksStatusOf: []string{"child-c1", "child-cf", "t1"}},
+		{Key: "f", PipelineTask: "f", TaskRun: "r-f", Finally: true, RunAfter: []string{"child-c1", "child-cf", "t1"},
+			TasksStatus: &plan.TasksStatusScope{Tasks: []string{"t1"}, Children: []string{"child-c1", "child-cf"}}},
 	}}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
@@ -271,7 +273,7 @@ spec:
     finally:
     - {name: f, when: [{input: $(tasks.status), operator: in, values: [Succeeded]}], taskSpec: {steps: [{name: s, image: busybox, script: "x"}]}}
 `)
-	if f := got.Tasks[len(got.Tasks)-1]; f.TasksStatusOf != nil {
-		t.Errorf("finally f: TasksStatusOf %v, want none", f.TasksStatusOf)
+	if f := got.Tasks[len(got.Tasks)-1]; f.TasksStatus != nil {
+		t.Errorf("finally f: TasksStatus %+v, want none", f.TasksStatus)
 	}
 }

@@ -234,25 +234,56 @@ func TestTasksStatusAggregate(t *testing.T) {
 	}
 }
 
-// A finally task of a flattened child pipeline aggregates only the child's DAG.
+// A finally task of a flattened child pipeline aggregates only the child's DAG; a
+// pipeline holding a child counts the child as one task, failed when its PipelineRun
+// would fail: skips inside it, or failures it ignores, do not count.
 func TestTasksStatusOfScope(t *testing.T) {
 	p := &plan.Plan{Tasks: []plan.Task{
 		{Key: "a", PipelineTask: "a"},
 		{Key: "child-c", PipelineTask: "child-c"},
-		{Key: "child-f", PipelineTask: "child-f", Finally: true, TasksStatusOf: []string{"child-c"}},
-		{Key: "f", PipelineTask: "f", Finally: true, TasksStatusOf: []string{"a", "child-c", "child-f"}},
+		{Key: "child-f", PipelineTask: "child-f", Finally: true, TasksStatus: &plan.TasksStatusScope{Tasks: []string{"child-c"}}},
+		{Key: "f", PipelineTask: "f", Finally: true, TasksStatus: &plan.TasksStatusScope{Tasks: []string{"a"}, Children: []string{"child-c", "child-f"}}},
 	}}
-	states := map[string]*plan.TaskState{
-		"a":       st("a", plan.PhaseFailed, "Failed"),
-		"child-c": st("child-c", plan.PhaseSucceeded, "Succeeded"),
-	}
-	got := map[string]string{}
-	for i := range p.Tasks {
-		got[p.Tasks[i].Key] = newValues(p, &p.Tasks[i], states, 0).str[v1.PipelineTasksAggregateStatus]
-	}
-	// f waits for child-f, which is not done yet.
-	want := map[string]string{"a": "Failed", "child-c": "Failed", "child-f": "Succeeded", "f": "None"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("$(tasks.status) by task (-want +got):\n%s", diff)
+	for _, tc := range []struct {
+		name   string
+		states map[string]*plan.TaskState
+		want   map[string]string
+	}{{
+		name: "the parent's task failed, the child's succeeded; the child's finally is not done",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseFailed, "Failed"), "child-c": st("child-c", plan.PhaseSucceeded, "Succeeded"),
+		},
+		want: map[string]string{"a": "Failed", "child-c": "Failed", "child-f": "Succeeded", "f": "None"},
+	}, {
+		name: "a skip inside the child does not make the parent's Completed",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseSucceeded, "Succeeded"), "child-c": st("child-c", plan.PhaseSkipped, string(v1.WhenExpressionsSkip)),
+			"child-f": st("child-f", plan.PhaseSucceeded, "Succeeded"),
+		},
+		want: map[string]string{"a": "Completed", "child-c": "Completed", "child-f": "Completed", "f": "Succeeded"},
+	}, {
+		name: "a failure of the child's finally fails the child",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseSucceeded, "Succeeded"), "child-c": st("child-c", plan.PhaseSucceeded, "Succeeded"),
+			"child-f": st("child-f", plan.PhaseFailed, "Failed"),
+		},
+		want: map[string]string{"a": "Succeeded", "child-c": "Succeeded", "child-f": "Succeeded", "f": "Failed"},
+	}, {
+		name: "a failure the child ignores does not fail it",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseSucceeded, "Succeeded"), "child-c": st("child-c", plan.PhaseFailed, "FailureIgnored"),
+			"child-f": st("child-f", plan.PhaseSucceeded, "Succeeded"),
+		},
+		want: map[string]string{"a": "Failed", "child-c": "Failed", "child-f": "Failed", "f": "Succeeded"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]string{}
+			for i := range p.Tasks {
+				got[p.Tasks[i].Key] = newValues(p, &p.Tasks[i], tc.states, 0).str[v1.PipelineTasksAggregateStatus]
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("$(tasks.status) by task (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -101,9 +101,9 @@ func TestTasksStatusOfAChildPipeline(t *testing.T) {
 	a := task("a")
 	a.When = v1.WhenExpressions{{Input: "x", Operator: selection.In, Values: []string{"y"}}}
 	childF := task("child-f", "child-c")
-	childF.Finally, childF.TasksStatusOf = true, []string{"child-c"}
+	childF.Finally, childF.TasksStatus = true, &plan.TasksStatusScope{Tasks: []string{"child-c"}}
 	f := task("f", "a", "child-c", "child-f")
-	f.Finally, f.TasksStatusOf = true, []string{"a", "child-c", "child-f"}
+	f.Finally, f.TasksStatus = true, &plan.TasksStatusScope{Tasks: []string{"a"}, Children: []string{"child-c", "child-f"}}
 	pd := newPod(t, &plan.Plan{},
 		ttask{Task: a, steps: []tstep{sh("true")}},
 		ttask{Task: task("child-c"), steps: []tstep{sh("true")}},

@@ -85,28 +85,36 @@ func newValues(p *plan.Plan, t *plan.Task, states map[string]*plan.TaskState, re
 	return v
 }
 
-// aggregateStatus is $(tasks.status) for t, as Tekton's GetPipelineTasksAggregateStatus:
-// over the DAG of t's own pipeline (plan.Task.TasksStatusOf), every non-finally task of
+// aggregateStatus is $(tasks.status) for t, as Tekton's GetPipelineTaskStatus makes it:
+// over the DAG of t's own pipeline (plan.Task.TasksStatus), every non-finally task of
 // the plan unless that says otherwise.
 func aggregateStatus(p *plan.Plan, t *plan.Task, states map[string]*plan.TaskState) string {
-	var keys []string
-	if t != nil && len(t.TasksStatusOf) > 0 {
-		keys = t.TasksStatusOf
+	scope := plan.TasksStatusScope{}
+	if t != nil && t.TasksStatus != nil {
+		scope = *t.TasksStatus
 	} else {
 		for _, pt := range p.Tasks {
 			if !pt.Finally {
-				keys = append(keys, pt.Key)
+				scope.Tasks = append(scope.Tasks, pt.Key)
 			}
 		}
 	}
 	failed, skipped := false, false
-	for _, k := range keys {
+	for _, k := range scope.Tasks {
 		s := states[k]
 		if !terminal(s) {
 			return statusNone
 		}
 		failed = failed || s.Phase == plan.PhaseFailed
 		skipped = skipped || s.Phase == plan.PhaseSkipped
+	}
+	for _, k := range scope.Children {
+		s := states[k]
+		if !terminal(s) {
+			return statusNone
+		}
+		// A failure the child ignores (onError: continue) does not fail it.
+		failed = failed || (s.Phase == plan.PhaseFailed && s.Reason != v1.TaskRunReasonFailureIgnored.String())
 	}
 	switch {
 	case failed:
