@@ -35,7 +35,7 @@ func (f *files) Set(v string) error { *f = append(*f, v); return nil }
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] != "render" {
-		fmt.Fprintln(os.Stderr, "usage: pipelineinpod render -f FILE [-f FILE ...] [-tekton-config FILE ...] [-entrypoint-image IMAGE] [-shell-image IMAGE] [-pod-level-resources=false]")
+		fmt.Fprintln(os.Stderr, "usage: pipelineinpod render -f FILE [-f FILE ...] [-tekton-config FILE ...] [-entrypoint-image IMAGE] [-shell-image IMAGE] [-pod-level-resources=false] [-lookup-entrypoints]")
 		os.Exit(2)
 	}
 	opts := render.DefaultOptions()
@@ -47,6 +47,7 @@ func main() {
 	fs.StringVar(&opts.Images.ShellImage, "shell-image", opts.Images.ShellImage, "Tekton's shell image, for scripts")
 	fs.StringVar(&opts.Images.WorkingDirInitImage, "workingdirinit-image", opts.Images.WorkingDirInitImage, "Tekton's working-dir initializer image")
 	fs.BoolVar(&opts.PodLevelResources, "pod-level-resources", opts.PodLevelResources, "put the pod's peak demand in spec.resources (Kubernetes >= 1.34); false: on the reporter container")
+	fs.BoolVar(&opts.LookUpEntrypoints, "lookup-entrypoints", opts.LookUpEntrypoints, "ask the images' registries for the command of steps and sidecars without one, as the controller does")
 	_ = fs.Parse(os.Args[2:])
 	if len(fl) == 0 {
 		fmt.Fprintln(os.Stderr, "render: at least one -f FILE is required")

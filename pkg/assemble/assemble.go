@@ -115,6 +115,11 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 		out.Plan.Tasks = append(out.Plan.Tasks, pt)
 		out.TaskRuns = append(out.TaskRuns, t.TaskRun.DeepCopy())
 	}
+	if len(c.Tasks) == 0 {
+		if err := m.addEmptyBase(ctx, c); err != nil {
+			return nil, err
+		}
+	}
 	out.PVCs = pvcs(c)
 	encoded, err := out.Plan.Encode()
 	if err != nil {
@@ -202,19 +207,49 @@ func buildTaskPod(ctx context.Context, opts Options, t compile.Task, tr *v1.Task
 			return nil, err
 		}
 	}
-	for i, sc := range ts.Sidecars {
-		if len(sc.Command) == 0 && sc.Script == "" {
-			return nil, fmt.Errorf("spec.sidecars[%d] (%s): a sidecar without command or script cannot be stopped when its task ends; give it a command", i, sc.Name)
-		}
-	}
 	images := opts.Images
 	images.EntrypointImage = opts.EntrypointImage
 	b := pod.Builder{Images: images, KubeClient: opts.KubeClient, EntrypointCache: opts.EntrypointCache}
-	return b.Build(ctx, tr, *ts, defaultResources(ctx))
+	p, err := b.Build(ctx, tr, *ts, defaultResources(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if err := lookUpSidecarEntrypoints(ctx, b, tr, p, len(ts.Steps)); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
-// needNoLookup fails, naming the step, when a step would need its image's ENTRYPOINT
-// looked up in a registry and none can be reached.
+// addEmptyBase gives the pod of a run with no task left to run (every task skipped
+// before the run began, like a matrix over an empty array) the spec Tekton's pod builder
+// makes for the run's service account and pod template. Tekton succeeds such a run
+// without a pod; here the pod holds only the reporter, which finds nothing to wait for,
+// so the run ends as every other run does, with its skipped tasks in its status.
+func (m *merger) addEmptyBase(ctx context.Context, c *compile.Compiled) error {
+	tr := &v1.TaskRun{
+		ObjectMeta: metav1.ObjectMeta{Name: c.CustomRun.Name, Namespace: c.CustomRun.Namespace},
+		Spec:       v1.TaskRunSpec{ServiceAccountName: c.ServiceAccountName, PodTemplate: c.PodTemplate},
+	}
+	// Tekton's builder needs a step; only the spec around it is kept.
+	ts := v1.TaskSpec{Steps: []v1.Step{{Name: "none", Image: m.opts.EntrypointImage, Command: []string{entrypointInImage}}}}
+	images := m.opts.Images
+	images.EntrypointImage = m.opts.EntrypointImage
+	b := pod.Builder{Images: images, KubeClient: m.opts.KubeClient}
+	base, err := b.Build(ctx, tr, ts)
+	if err != nil {
+		return fmt.Errorf("spec.pipelineSpec: %w", err)
+	}
+	m.first = base
+	for _, v := range base.Spec.Volumes {
+		if v.Name == binVolume {
+			m.addVolumes([]corev1.Volume{v}, volumeNames{})
+		}
+	}
+	return nil
+}
+
+// needNoLookup fails, naming the step or sidecar, when one would need its image's
+// ENTRYPOINT looked up in a registry and none can be reached.
 func needNoLookup(ts *v1.TaskSpec) error {
 	steps, err := v1.MergeStepsWithStepTemplate(ts.StepTemplate, ts.Steps)
 	if err != nil {
@@ -223,6 +258,11 @@ func needNoLookup(ts *v1.TaskSpec) error {
 	for i, s := range steps {
 		if len(s.Command) == 0 && s.Script == "" {
 			return fmt.Errorf("spec.steps[%d] (%s): no command or script, and the entrypoint of image %q cannot be looked up without a registry; give the step a command", i, s.Name, s.Image)
+		}
+	}
+	for i, s := range ts.Sidecars {
+		if len(s.Command) == 0 && s.Script == "" {
+			return fmt.Errorf("spec.sidecars[%d] (%s): no command or script, and the entrypoint of image %q, which the entrypoint must run to stop the sidecar when its task ends, cannot be looked up without a registry; give the sidecar a command", i, s.Name, s.Image)
 		}
 	}
 	return nil

@@ -201,11 +201,18 @@ func stepContainer(c corev1.Container, key string, i int, pipFlags []string) cor
 }
 
 // sidecarContainer is a task's sidecar, wrapped by the entrypoint so it can be stopped
-// when its task ends.
+// when its task ends. A sidecar without command runs its image's, which the entrypoint
+// reads from TEKTON_PLATFORM_COMMANDS (lookUpSidecarEntrypoints).
 func sidecarContainer(c corev1.Container, key string, pipFlags []string) corev1.Container {
 	c.Name = containerName(key, c.Name)
-	args := append(append([]string{"-pip_mode", "sidecar"}, pipFlags...), "-entrypoint", c.Command[0], "--")
-	args = append(append(args, c.Command[1:]...), c.Args...)
+	args := append([]string{"-pip_mode", "sidecar"}, pipFlags...)
+	if len(c.Command) > 0 {
+		args = append(args, "-entrypoint", c.Command[0], "--")
+		args = append(args, c.Command[1:]...)
+	} else {
+		args = append(args, "--")
+	}
+	args = append(args, c.Args...)
 	c.Command, c.Args = []string{entrypointInPod}, args
 	if !hasMount(c, binDir) {
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: binVolume, MountPath: binDir, ReadOnly: true})

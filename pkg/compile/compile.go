@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -83,6 +84,17 @@ type Workspace struct {
 	ClaimTemplate *v1.WorkspaceBinding
 	ClaimName     string
 }
+
+// ReasonError is a compile error for which Tekton's PipelineRun reconciler fails a run
+// with a reason of its own (CELEvaluationFailed, InvalidMatrixParameterTypes) rather
+// than a validation failure.
+type ReasonError struct {
+	Reason string
+	Err    error
+}
+
+func (e *ReasonError) Error() string { return e.Err.Error() }
+func (e *ReasonError) Unwrap() error { return e.Err }
 
 // Compile validates a resolved Pipeline against the CustomRun and what one pod can
 // honour, and lays out its child TaskRuns.
@@ -248,6 +260,8 @@ type slot struct {
 	pt      v1.PipelineTask
 	finally bool
 	after   []string // keys of the plan tasks it waits for
+	// tasksStatus: see plan.Task.TasksStatus.
+	tasksStatus *plan.TasksStatusScope
 }
 
 // addPipeline lays out one Pipeline's tasks. A pipelines-in-pipelines task is flattened
@@ -270,8 +284,15 @@ func (c *Compiled) addPipeline(ctx context.Context, s *scope, ps *v1.PipelineSpe
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.field, err)
 	}
-	// Tekton's ApplyPipelineTaskContexts reads the Pipeline from the run's status.
-	s.run.Status.PipelineSpec = s.resolved.Spec
+	// Tekton's ApplyPipelineTaskContexts reads the Pipeline from the run's status, where
+	// the reconciler stores it after params are substituted (a matrix over an array param
+	// has its length only then); task names carry the scope's prefix, as the rewritten
+	// references that name them do.
+	status := ps.DeepCopy()
+	for i := range status.Tasks {
+		status.Tasks[i].Name = s.prefix + status.Tasks[i].Name
+	}
+	s.run.Status.PipelineSpec = status
 	byName := map[string]v1.PipelineTask{}
 	for _, pt := range rw.Tasks {
 		byName[pt.Name] = pt
@@ -279,6 +300,8 @@ func (c *Compiled) addPipeline(ctx context.Context, s *scope, ps *v1.PipelineSpe
 	// keysOf maps a PipelineTask name to the keys of the plan tasks it became.
 	keysOf := map[string][]string{}
 	var dagKeys []string
+	// What $(tasks.status) of this pipeline's finally tasks covers (plan.TasksStatusScope).
+	tasksStatus := &plan.TasksStatusScope{}
 	for _, name := range order {
 		after := append([]string{}, entry...)
 		for _, dep := range deps[name] {
@@ -290,10 +313,22 @@ func (c *Compiled) addPipeline(ctx context.Context, s *scope, ps *v1.PipelineSpe
 		}
 		keysOf[name] = keys
 		dagKeys = append(dagKeys, keys...)
+		if _, child := s.resolved.Pipelines[name]; child {
+			tasksStatus.Children = append(tasksStatus.Children, keys...)
+		} else {
+			tasksStatus.Tasks = append(tasksStatus.Tasks, keys...)
+		}
+	}
+	// Every non-finally task of the plan is the DAG of a pipeline without pipelines in it,
+	// which is what the entrypoint assumes without a scope.
+	if s.prefix == "" && len(tasksStatus.Children) == 0 {
+		tasksStatus = nil
+	} else {
+		tasksStatus.Tasks, tasksStatus.Children = uniq(tasksStatus.Tasks), uniq(tasksStatus.Children)
 	}
 	for _, pt := range rw.Finally {
 		after := append(append([]string{}, entry...), dagKeys...)
-		if _, err := c.addPipelineTask(ctx, s, slot{pt: pt, finally: true, after: after}); err != nil {
+		if _, err := c.addPipelineTask(ctx, s, slot{pt: pt, finally: true, after: after, tasksStatus: tasksStatus}); err != nil {
 			return err
 		}
 	}
@@ -345,16 +380,25 @@ func (c *Compiled) addPipelineTask(ctx context.Context, s *scope, sl slot) ([]st
 	if err := refuseInOnePod(sl.pt, f); err != nil {
 		return nil, err
 	}
-	if sl.pt.IsMatrixed() {
+	if err := evaluateCEL(ctx, sl.pt, f); err != nil {
+		return nil, err
+	}
+	if sl.pt.IsMatrixed() && !skippedForEmptyMatrix(sl.pt) {
 		if err := c.fits(f, sl.pt); err != nil {
 			return nil, err
 		}
+		// A matrix value YAML read as something other than a list of strings ([true,
+		// false], [on, off], [1, 2]) is a string to Tekton, which fails the run when it
+		// schedules the task; fanning it out would make no instance and skip the task.
+		if err := prresources.ValidateParameterTypesInMatrix(prresources.PipelineRunState{{PipelineTask: &sl.pt}}); err != nil {
+			return nil, &ReasonError{Reason: v1.PipelineRunReasonInvalidMatrixParameterTypes.String(), Err: fmt.Errorf("%s.matrix: %w", f, err)}
+		}
 	}
-	combos := matrixInstances(sl.pt)
-	if len(combos) == 0 {
+	if skippedForEmptyMatrix(sl.pt) {
 		c.Skipped = append(c.Skipped, Skipped{PipelineTask: s.prefix + sl.pt.Name, Finally: sl.finally, Reason: v1.EmptyArrayInMatrixParams})
 		return nil, nil
 	}
+	combos := matrixInstances(sl.pt)
 	p, err := c.newPipelineTask(s, sl, rt, f)
 	if err != nil {
 		return nil, err
@@ -435,16 +479,44 @@ func refuseInOnePod(pt v1.PipelineTask, f string) error {
 			return fmt.Errorf("%s.matrix.params[%d] (%s): the matrix fans out over a result of task %q, known only at run time, and one pod's containers are fixed when it is created", f, i, p.Name, refsToTasks(refs)[0])
 		}
 	}
+	return nil
+}
+
+// evaluateCEL does with a task's CEL when expressions what Tekton's PipelineRun
+// reconciler does in its first reconcile: refuse them unless the feature flag allows
+// them, and evaluate each once params and contexts are substituted, before any task ran
+// (a reference to a result or status is still quoted text then), failing the run if one
+// cannot be evaluated to a boolean. The entrypoint evaluates them again at run time,
+// with results and statuses substituted, to decide.
+func evaluateCEL(ctx context.Context, pt v1.PipelineTask, f string) error {
 	for i, we := range pt.When {
-		if we.CEL != "" {
-			return fmt.Errorf("%s.when[%d].cel: CEL when expressions are not supported in one pod", f, i)
+		if we.CEL != "" && !config.FromContextOrDefaults(ctx).FeatureFlags.EnableCELInWhenExpression {
+			return fmt.Errorf("%s.when[%d].cel: the feature flag %s must be \"true\" to use CEL in when expressions", f, i, config.EnableCELInWhenExpression)
 		}
+	}
+	rpt := &prresources.ResolvedPipelineTask{PipelineTask: &pt}
+	if err := rpt.EvaluateCEL(); err != nil {
+		return &ReasonError{Reason: v1.PipelineRunReasonCELEvaluationFailed.String(), Err: fmt.Errorf("%s.when: error evaluating CEL: %w", f, err)}
 	}
 	return nil
 }
 
+// skippedForEmptyMatrix is Tekton's skip of a task whose matrix params hold an empty
+// array (ResolvedPipelineTask.skipBecauseEmptyArrayInMatrixParams, unexported).
+func skippedForEmptyMatrix(pt v1.PipelineTask) bool {
+	if !pt.IsMatrixed() {
+		return false
+	}
+	for _, p := range pt.Matrix.Params {
+		if p.Value.Type == v1.ParamTypeArray && len(p.Value.ArrayVal) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // matrixInstances are the params of each TaskRun a PipelineTask becomes: one without
-// matrix params, one per combination with, none for a matrix over an empty array.
+// matrix params, one per combination with.
 func matrixInstances(pt v1.PipelineTask) []v1.Params {
 	if !pt.IsMatrixed() {
 		return []v1.Params{nil}
@@ -473,6 +545,8 @@ func (c *Compiled) instance(p *pipelineTask, i int, combo v1.Params) Task {
 			OnError:      p.pt.OnError,
 			Timeout:      p.timeout,
 			Results:      planResults(p.task.TaskSpec),
+
+			TasksStatus: p.tasksStatus,
 		},
 		TaskName:         p.task.TaskName,
 		TaskRun:          tr,

@@ -163,7 +163,7 @@ spec:
 `,
 		want: `spec.customSpec.spec.taskRunSpecs[0].podTemplate: task "a" asks for a pod template of its own`,
 	}, {
-		name: "CEL when",
+		name: "CEL when without its feature flag",
 		doc: `apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: r}
@@ -171,7 +171,7 @@ spec:
   pipelineSpec:
     tasks: [{name: a, when: [{cel: "'a' == 'a'"}], taskSpec: ` + step("x") + `}]
 `,
-		want: "when[0]",
+		want: "feature flag enable-cel-in-whenexpression should be set to true to use CEL: 'a' == 'a' in WhenExpression: tasks[0].when[0]",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := compileDoc(t, tc.doc)

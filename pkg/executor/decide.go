@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,17 +34,26 @@ type gateInput struct {
 // IsFinallySkipped (finally tasks) in pkg/reconciler/pipelinerun/resources.
 func decide(in gateInput) decision {
 	t := in.task
-	vals := newValues(in.plan, in.states, 0)
+	vals := newValues(in.plan, t, in.states, 0)
 	whenOK, whenErr := vals.when(t.When)
 	missing := missingResults(in)
+	var celErr *celError
+	celFailed := errors.As(whenErr, &celErr)
+	failCEL := decision{
+		failReason:  v1.PipelineRunReasonCELEvaluationFailed.String(),
+		failMessage: fmt.Sprintf("when expressions of %q: %v", t.PipelineTask, whenErr),
+	}
 
 	if t.Finally {
 		switch {
 		case in.cancelled:
 			return decision{skip: v1.StoppingSkip}
-		case missing || whenErr != nil:
+		case missing || (whenErr != nil && !celFailed):
 			// Tekton skips a finally task whose result references cannot be resolved.
 			return decision{skip: v1.MissingResultsSkip}
+		case celFailed:
+			// Tekton does not run the finally task and fails the PipelineRun.
+			return failCEL
 		case !whenOK:
 			return decision{skip: v1.WhenExpressionsSkip}
 		case expired(in.plan.PipelineTimeout, in.start, in.now):
@@ -59,6 +69,10 @@ func decide(in gateInput) decision {
 	// fail; here a root's leader may look a moment after a sibling failed.
 	case in.cancelled || (len(t.RunAfter) > 0 && dagFailed(in)):
 		return decision{skip: v1.StoppingSkip}
+	case celFailed:
+		// Tekton evaluates CEL as soon as the references in it resolve and fails the
+		// PipelineRun if it cannot; here the task fails and the pipeline stops.
+		return failCEL
 	case whenErr == nil && !whenOK:
 		return decision{skip: v1.WhenExpressionsSkip}
 	case parentSkipped(in):
@@ -73,7 +87,7 @@ func decide(in gateInput) decision {
 		return decision{skip: v1.TasksTimedOutSkip}
 	case whenErr != nil:
 		// Every producer succeeded and still a reference is unresolved (a declared
-		// result was not written, or the CEL is invalid): Tekton fails the PipelineRun
+		// result was not written): Tekton fails the PipelineRun
 		// with this reason; here the task fails and the pipeline stops.
 		return decision{
 			failReason:  v1.PipelineRunReasonInvalidTaskResultReference.String(),

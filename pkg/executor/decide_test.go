@@ -62,6 +62,28 @@ func TestDecide(t *testing.T) {
 		task:   plan.Task{Key: "b", RunAfter: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' == 'yes'"}}},
 		states: map[string]*plan.TaskState{"a": succeededA},
 	}, {
+		name:   "a CEL expression false once the result is substituted",
+		task:   plan.Task{Key: "b", RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' != 'yes'"}}},
+		states: map[string]*plan.TaskState{"a": succeededA},
+		want:   decision{skip: v1.WhenExpressionsSkip},
+	}, {
+		name:   "a CEL expression that cannot be evaluated once substituted fails the task",
+		task:   plan.Task{Key: "b", PipelineTask: "b", RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' == 'x'"}}},
+		states: map[string]*plan.TaskState{"a": st("a", plan.PhaseSucceeded, "Succeeded", strResult("r", "it's"))},
+		want: decision{failReason: "CELEvaluationFailed",
+			failMessage: "when expressions of \"b\": error evaluating CEL: ERROR: <input>:1:5: Syntax error: mismatched input 's' expecting <EOF>\n | 'it's' == 'x'\n | ....^\nERROR: <input>:1:13: Syntax error: token recognition error at: '''\n | 'it's' == 'x'\n | ............^"},
+	}, {
+		name:   "a CEL expression of a finally task that cannot be evaluated fails it",
+		task:   plan.Task{Key: "f", PipelineTask: "f", Finally: true, RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.r)' == 'x'"}}},
+		states: map[string]*plan.TaskState{"a": st("a", plan.PhaseSucceeded, "Succeeded", strResult("r", "it's")), "x": succeededA},
+		want: decision{failReason: "CELEvaluationFailed",
+			failMessage: "when expressions of \"f\": error evaluating CEL: ERROR: <input>:1:5: Syntax error: mismatched input 's' expecting <EOF>\n | 'it's' == 'x'\n | ....^\nERROR: <input>:1:13: Syntax error: token recognition error at: '''\n | 'it's' == 'x'\n | ............^"},
+	}, {
+		name:   "a finally task's CEL on a result never produced skips it",
+		task:   plan.Task{Key: "f", Finally: true, RunAfter: []string{"a"}, ResultsFrom: []string{"a"}, When: v1.WhenExpressions{{CEL: "'$(tasks.a.results.nope)' > 2"}}},
+		states: map[string]*plan.TaskState{"a": succeededA, "x": succeededA},
+		want:   decision{skip: v1.MissingResultsSkip},
+	}, {
 		name:   "a when-skipped parent does not cascade",
 		task:   plan.Task{Key: "b", RunAfter: []string{"a"}},
 		states: map[string]*plan.TaskState{"a": st("a", plan.PhaseSkipped, string(v1.WhenExpressionsSkip))},
@@ -134,7 +156,7 @@ func TestDecide(t *testing.T) {
 
 func TestValues(t *testing.T) {
 	p := &plan.Plan{Tasks: []plan.Task{
-		{Key: "a", PipelineTask: "a"},
+		{Key: "a", PipelineTask: "a", Results: []plan.Result{{Name: "s"}, {Name: "t"}}},
 		{Key: "m-0", PipelineTask: "m", Results: []plan.Result{{Name: "r"}}},
 		{Key: "m-1", PipelineTask: "m", Results: []plan.Result{{Name: "r"}}},
 		{Key: "s", PipelineTask: "s"},
@@ -149,7 +171,7 @@ func TestValues(t *testing.T) {
 		"m-1": st("m-1", plan.PhaseFailed, "TaskRunTimeout"),
 		"s":   st("s", plan.PhaseSkipped, string(v1.WhenExpressionsSkip)),
 	}
-	v := newValues(p, states, 3)
+	v := newValues(p, nil, states, 3)
 	for _, tc := range []struct{ in, want string }{
 		{"$(tasks.a.results.s)", "str"},
 		{"$(tasks.a.results['s'])", "str"},
@@ -179,6 +201,13 @@ func TestValues(t *testing.T) {
 	if diff := cmp.Diff([]string{"1", "2", "1", "2", "-"}, args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
+	// $(tasks.<t>.matrix.<result>.length) counts the runs that produced the result,
+	// whatever became of them (m-1 failed before writing r).
+	for in, want := range map[string]string{"$(tasks.m.matrix.r.length)": "1", "$(tasks.a.matrix.s.length)": "1", "$(tasks.a.matrix.t.length)": "0"} {
+		if got, err := v.string(in); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", in, got, err, want)
+		}
+	}
 	// m failed: its results are not offered, and a reference to them is an error.
 	if _, err := v.string("$(tasks.m.results.r)"); err == nil {
 		t.Error("a reference to a failed task's result resolved")
@@ -198,8 +227,62 @@ func TestTasksStatusAggregate(t *testing.T) {
 		{"not done", map[string]*plan.TaskState{"a": st("a", plan.PhaseSucceeded, ""), "b": st("b", plan.PhaseRunning, "")}, "None"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := newValues(p, tc.states, 0).str[v1.PipelineTasksAggregateStatus]; got != tc.want {
+			if got := newValues(p, nil, tc.states, 0).str[v1.PipelineTasksAggregateStatus]; got != tc.want {
 				t.Errorf("$(tasks.status) = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A finally task of a flattened child pipeline aggregates only the child's DAG; a
+// pipeline holding a child counts the child as one task, failed when its PipelineRun
+// would fail: skips inside it, or failures it ignores, do not count.
+func TestTasksStatusOfScope(t *testing.T) {
+	p := &plan.Plan{Tasks: []plan.Task{
+		{Key: "a", PipelineTask: "a"},
+		{Key: "child-c", PipelineTask: "child-c"},
+		{Key: "child-f", PipelineTask: "child-f", Finally: true, TasksStatus: &plan.TasksStatusScope{Tasks: []string{"child-c"}}},
+		{Key: "f", PipelineTask: "f", Finally: true, TasksStatus: &plan.TasksStatusScope{Tasks: []string{"a"}, Children: []string{"child-c", "child-f"}}},
+	}}
+	for _, tc := range []struct {
+		name   string
+		states map[string]*plan.TaskState
+		want   map[string]string
+	}{{
+		name: "the parent's task failed, the child's succeeded; the child's finally is not done",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseFailed, "Failed"), "child-c": st("child-c", plan.PhaseSucceeded, "Succeeded"),
+		},
+		want: map[string]string{"a": "Failed", "child-c": "Failed", "child-f": "Succeeded", "f": "None"},
+	}, {
+		name: "a skip inside the child does not make the parent's Completed",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseSucceeded, "Succeeded"), "child-c": st("child-c", plan.PhaseSkipped, string(v1.WhenExpressionsSkip)),
+			"child-f": st("child-f", plan.PhaseSucceeded, "Succeeded"),
+		},
+		want: map[string]string{"a": "Completed", "child-c": "Completed", "child-f": "Completed", "f": "Succeeded"},
+	}, {
+		name: "a failure of the child's finally fails the child",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseSucceeded, "Succeeded"), "child-c": st("child-c", plan.PhaseSucceeded, "Succeeded"),
+			"child-f": st("child-f", plan.PhaseFailed, "Failed"),
+		},
+		want: map[string]string{"a": "Succeeded", "child-c": "Succeeded", "child-f": "Succeeded", "f": "Failed"},
+	}, {
+		name: "a failure the child ignores does not fail it",
+		states: map[string]*plan.TaskState{
+			"a": st("a", plan.PhaseSucceeded, "Succeeded"), "child-c": st("child-c", plan.PhaseFailed, "FailureIgnored"),
+			"child-f": st("child-f", plan.PhaseSucceeded, "Succeeded"),
+		},
+		want: map[string]string{"a": "Failed", "child-c": "Failed", "child-f": "Failed", "f": "Succeeded"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]string{}
+			for i := range p.Tasks {
+				got[p.Tasks[i].Key] = newValues(p, &p.Tasks[i], tc.states, 0).str[v1.PipelineTasksAggregateStatus]
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("$(tasks.status) by task (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package executor_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tektoncd/pipeline/pkg/platforms"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
@@ -63,6 +66,9 @@ type ttask struct {
 	plan.Task
 	steps   []tstep
 	sidecar string
+	// sidecarLookedUp runs the sidecar as one without command whose image's command was
+	// looked up: no -entrypoint, the command in TEKTON_PLATFORM_COMMANDS.
+	sidecarLookedUp bool
 }
 
 // pod lays out the directories a real pod would mount, per container.
@@ -269,8 +275,19 @@ func (pd *pod) run() *podRun {
 			pd.start(ctx, tk.Task.Steps[j], pd.stepArgs(tk, j), append(pd.env(tk.Key), tk.steps[j].env...), &wg, out, &mu)
 		}
 		if tk.sidecar != "" {
-			args := append(pd.base(tk.Key), "-pip_mode", "sidecar", "-pip_sidecar_grace", "2s", "-entrypoint", "/bin/sh", "--", "-c", tk.sidecar)
-			pd.start(ctx, tk.Sidecars[0], args, pd.env(tk.Key), &wg, out, &mu)
+			args := append(pd.base(tk.Key), "-pip_mode", "sidecar", "-pip_sidecar_grace", "2s")
+			env := pd.env(tk.Key)
+			if tk.sidecarLookedUp {
+				cmds, err := json.Marshal(map[string][]string{platforms.NewPlatform().Format(): {"/bin/sh", "-c", tk.sidecar}})
+				if err != nil {
+					pd.t.Fatal(err)
+				}
+				args = append(args, "--")
+				env = append(env, "TEKTON_PLATFORM_COMMANDS="+string(cmds))
+			} else {
+				args = append(args, "-entrypoint", "/bin/sh", "--", "-c", tk.sidecar)
+			}
+			pd.start(ctx, tk.Sidecars[0], args, env, &wg, out, &mu)
 		}
 	}
 	pd.start(ctx, plan.ReporterContainer, []string{"-pip_mode", "report", "-pip_plan", pd.path("plan.json"), "-pip_state", pd.state}, os.Environ(), &wg, out, &mu)

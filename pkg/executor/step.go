@@ -321,7 +321,7 @@ func (s *step) attempt(k int) (plan.StepState, int) {
 	}
 	states, err := readStates(s.plan, cfg.StateDir)
 	keep(err)
-	vals := newValues(s.plan, states, k)
+	vals := newValues(s.plan, s.task, states, k)
 
 	os.Clearenv()
 	for _, kv := range s.env {

@@ -32,15 +32,14 @@ type values struct {
 	pipelineTasks map[string]bool
 }
 
-// newValues computes the replacements visible to a task of p in its attempt retry.
-func newValues(p *plan.Plan, states map[string]*plan.TaskState, retry int) *values {
+// newValues computes the replacements visible to task t of p in its attempt retry.
+func newValues(p *plan.Plan, t *plan.Task, states map[string]*plan.TaskState, retry int) *values {
 	v := &values{
 		str:           map[string]string{retryCountParam: strconv.Itoa(retry)},
 		arr:           map[string][]string{},
 		pipelineTasks: map[string]bool{},
 	}
 	order, groups := groupTasks(p)
-	dagDone, dagFailed, dagSkipped := true, false, false
 	for _, name := range order {
 		g := groups[name]
 		v.pipelineTasks[name] = true
@@ -49,12 +48,8 @@ func newValues(p *plan.Plan, states map[string]*plan.TaskState, retry int) *valu
 		for i, t := range g {
 			sts[i] = states[t.Key]
 			done = done && terminal(sts[i])
-			if !t.Finally {
-				dagDone = dagDone && terminal(sts[i])
-				dagFailed = dagFailed || (sts[i] != nil && sts[i].Phase == plan.PhaseFailed)
-				dagSkipped = dagSkipped || (sts[i] != nil && sts[i].Phase == plan.PhaseSkipped)
-			}
 		}
+		v.addMatrixResultLengths(name, g, sts)
 		if !done {
 			continue
 		}
@@ -86,19 +81,70 @@ func newValues(p *plan.Plan, states map[string]*plan.TaskState, retry int) *valu
 			v.addResult(name, decl.Name, v1.ResultValue{Type: v1.ParamTypeArray, ArrayVal: all})
 		}
 	}
-	aggregate := statusNone
-	if dagDone {
-		switch {
-		case dagFailed:
-			aggregate = v1.PipelineRunReasonFailed.String()
-		case dagSkipped:
-			aggregate = v1.PipelineRunReasonCompleted.String()
-		default:
-			aggregate = v1.PipelineRunReasonSuccessful.String()
+	v.str[v1.PipelineTasksAggregateStatus] = aggregateStatus(p, t, states)
+	return v
+}
+
+// aggregateStatus is $(tasks.status) for t, as Tekton's GetPipelineTaskStatus makes it:
+// over the DAG of t's own pipeline (plan.Task.TasksStatus), every non-finally task of
+// the plan unless that says otherwise.
+func aggregateStatus(p *plan.Plan, t *plan.Task, states map[string]*plan.TaskState) string {
+	scope := plan.TasksStatusScope{}
+	if t != nil && t.TasksStatus != nil {
+		scope = *t.TasksStatus
+	} else {
+		for _, pt := range p.Tasks {
+			if !pt.Finally {
+				scope.Tasks = append(scope.Tasks, pt.Key)
+			}
 		}
 	}
-	v.str[v1.PipelineTasksAggregateStatus] = aggregate
-	return v
+	failed, skipped := false, false
+	for _, k := range scope.Tasks {
+		s := states[k]
+		if !terminal(s) {
+			return statusNone
+		}
+		failed = failed || s.Phase == plan.PhaseFailed
+		skipped = skipped || s.Phase == plan.PhaseSkipped
+	}
+	for _, k := range scope.Children {
+		s := states[k]
+		if !terminal(s) {
+			return statusNone
+		}
+		// A failure the child ignores (onError: continue) does not fail it.
+		failed = failed || (s.Phase == plan.PhaseFailed && s.Reason != v1.TaskRunReasonFailureIgnored.String())
+	}
+	switch {
+	case failed:
+		return v1.PipelineRunReasonFailed.String()
+	case skipped:
+		return v1.PipelineRunReasonCompleted.String()
+	}
+	return v1.PipelineRunReasonSuccessful.String()
+}
+
+// addMatrixResultLengths sets $(tasks.<pt>.matrix.<result>.length): how many of the
+// task's runs produced the result so far, as Tekton counts them from the TaskRuns'
+// results when it creates the consumer (createResultsCacheMatrixedTaskRuns). Only the
+// declared results get one; $(tasks.<pt>.matrix.length) is known before the run and
+// substituted by compile.
+func (v *values) addMatrixResultLengths(name string, g []*plan.Task, sts []*plan.TaskState) {
+	for _, decl := range g[0].Results {
+		n := 0
+		for _, s := range sts {
+			if s == nil {
+				continue
+			}
+			for _, r := range s.Results {
+				if r.Name == decl.Name {
+					n++
+				}
+			}
+		}
+		v.str[fmt.Sprintf("tasks.%s.matrix.%s.length", name, decl.Name)] = strconv.Itoa(n)
+	}
 }
 
 // groupTasks groups plan tasks by PipelineTask (matrix instances share one).
@@ -248,7 +294,8 @@ func (v *values) args(in []string) ([]string, error) {
 }
 
 // when substitutes and evaluates when expressions. A reference left unresolved is
-// returned as an error: the caller decides whether that means missing results.
+// returned as an error: the caller decides whether that means missing results. A CEL
+// expression that cannot be evaluated once every reference is resolved is a *celError.
 func (v *values) when(in v1.WhenExpressions) (bool, error) {
 	if len(in) == 0 {
 		return true, nil
@@ -259,24 +306,33 @@ func (v *values) when(in v1.WhenExpressions) (bool, error) {
 		w[i].Values = append([]string(nil), w[i].Values...)
 	}
 	w = w.ReplaceVariables(v.str, v.arr)
-	cels := map[string]bool{}
 	for _, e := range w {
 		for _, s := range append([]string{e.Input, e.CEL}, e.Values...) {
 			if err := v.unresolved(s); err != nil {
 				return false, err
 			}
 		}
+	}
+	cels := map[string]bool{}
+	for _, e := range w {
 		if e.CEL == "" {
 			continue
 		}
 		ok, err := evalCEL(e.CEL)
 		if err != nil {
-			return false, err
+			return false, &celError{err: err}
 		}
 		cels[e.CEL] = ok
 	}
 	return w.AllowsExecution(cels), nil
 }
+
+// celError is a CEL when expression that failed to evaluate, for which Tekton fails the
+// PipelineRun with reason CELEvaluationFailed.
+type celError struct{ err error }
+
+func (e *celError) Error() string { return "error evaluating CEL: " + e.err.Error() }
+func (e *celError) Unwrap() error { return e.err }
 
 // evalCEL evaluates a when expression's CEL with no variables, as Tekton's
 // ResolvedPipelineTask.EvaluateCEL does; importing that package would pull the whole

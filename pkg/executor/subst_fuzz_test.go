@@ -43,7 +43,7 @@ func FuzzSubstitution(f *testing.F) {
 			"m-1": st("m-1", plan.PhaseSucceeded, "Succeeded", strResult("r", arrJSON)),
 		}
 		start := time.Now()
-		v := newValues(p, states, 1)
+		v := newValues(p, nil, states, 1)
 		out, _ := v.string(text)
 		_, _ = v.args([]string{text, "$(tasks.a.results.arr[*])", "$(tasks.m.results.r[*])"})
 		_, _ = v.when(v1.WhenExpressions{{Input: text, Operator: selection.In, Values: []string{val, "$(tasks.a.results.s)"}}})

@@ -92,6 +92,10 @@ type Task struct {
 	// v1.MissingResultsSkip (or, for a DAG task whose parent failed, see the rules in the
 	// entrypoint).
 	ResultsFrom []string `json:"resultsFrom,omitempty"`
+	// TasksStatus, for a finally task, is what its $(tasks.status) aggregates when that
+	// is not every non-finally task of the plan: in a flattened child pipeline, or in a
+	// pipeline that holds one.
+	TasksStatus *TasksStatusScope `json:"tasksStatus,omitempty"`
 	// When still holds run-time references ($(tasks.X.results.Y), $(tasks.X.status), ...);
 	// compile-time ones (params, context) are already substituted.
 	When v1.WhenExpressions `json:"when,omitempty"`
@@ -110,6 +114,18 @@ type Task struct {
 	Sidecars []string `json:"sidecars,omitempty"`
 	// Results declares the task's results, so their files can be typed and copied.
 	Results []Result `json:"results,omitempty"`
+}
+
+// TasksStatusScope is the DAG of one pipeline, flattened into the plan, as Tekton sees it
+// for $(tasks.status): its own tasks, and the pipelines in it, each one pipeline task
+// that fails when its PipelineRun would fail.
+type TasksStatusScope struct {
+	// Tasks are the keys of the pipeline's own DAG tasks.
+	Tasks []string `json:"tasks,omitempty"`
+	// Children are the keys of the tasks of the pipelines flattened into the DAG (their
+	// finally tasks too). One that fails, its failure not ignored, fails its pipeline;
+	// their skips do not count: a PipelineRun with skipped tasks succeeds.
+	Children []string `json:"children,omitempty"`
 }
 
 // Result is a declared task result.

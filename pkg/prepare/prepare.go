@@ -126,7 +126,12 @@ func (s *Stages) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*Prepared,
 	}
 	compiled, err := compile.Compile(ctx, cr, resolved)
 	if err != nil {
-		return nil, &Failure{Reason: ReasonValidationFailed, Err: err}
+		reason := ReasonValidationFailed
+		var re *compile.ReasonError
+		if errors.As(err, &re) {
+			reason = re.Reason
+		}
+		return nil, &Failure{Reason: reason, Err: err}
 	}
 	p := prepared(compiled)
 	p.Verified = res.Verified()

@@ -85,6 +85,31 @@ func TestPrepareFailsForGood(t *testing.T) {
 	}
 }
 
+// A run Tekton's reconciler fails with a reason of its own fails with that reason.
+func TestPrepareFailsWithTektonsReason(t *testing.T) {
+	pr := &v1.PipelineRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "ns"},
+		Spec: v1.PipelineRunSpec{PipelineSpec: &v1.PipelineSpec{
+			Tasks: []v1.PipelineTask{{
+				Name: "m",
+				// What YAML makes of `value: [true, false]`: a string.
+				Matrix:   &v1.Matrix{Params: v1.Params{{Name: "x", Value: *v1.NewStructuredValues("[true,false]")}}},
+				TaskSpec: &v1.EmbeddedTask{TaskSpec: v1.TaskSpec{Params: v1.ParamSpecs{{Name: "x"}}, Steps: []v1.Step{{Name: "s", Image: "busybox", Script: "echo $(params.x)"}}}},
+			}},
+		}},
+	}
+	cr, err := v1alpha1.FromPipelineRun(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Stages{KubeClient: k8sfake.NewSimpleClientset(), PipelineClient: tektonfake.NewSimpleClientset()}
+	_, err = s.Prepare(context.Background(), cr)
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != v1.PipelineRunReasonInvalidMatrixParameterTypes.String() || !strings.Contains(err.Error(), `param "x" has type "string"`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
 // A remote resolution still running is "not yet"; any other stage error fails the run
 // with the stage's reason.
 func TestClassify(t *testing.T) {

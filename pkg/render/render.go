@@ -21,6 +21,7 @@ import (
 	tektonv1alpha1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1alpha1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	tektonfake "github.com/tektoncd/pipeline/pkg/client/clientset/versioned/fake"
+	"github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -200,6 +201,10 @@ type Options struct {
 	// PodLevelResources renders for a cluster with pod-level resources (Kubernetes >=
 	// 1.34), as the controller does when the API server has them.
 	PodLevelResources bool
+	// LookUpEntrypoints asks the images' registries for the command of steps and
+	// sidecars that have none, as the controller does, with the pull secrets of the
+	// documents' service accounts and pod templates. Off, such steps and sidecars fail.
+	LookUpEntrypoints bool
 }
 
 // DefaultOptions names the images `ko apply -f config/` would deploy.
@@ -274,14 +279,19 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 			}
 		}
 	}
-	// No ResolutionRequests and no registry offline: `resolver:` refs and steps without a
-	// command fail, naming the field.
+	// No ResolutionRequests offline, and no registry unless asked for: `resolver:` refs,
+	// and steps and sidecars without a command, fail, naming the field.
 	stages := &prepare.Stages{
 		Images:            opts.Images,
 		EntrypointImage:   opts.EntrypointImage,
 		KubeClient:        k8sfake.NewSimpleClientset(kube...),
 		PipelineClient:    tektonfake.NewSimpleClientset(tekton...),
 		PodLevelResources: opts.PodLevelResources,
+	}
+	if opts.LookUpEntrypoints {
+		if stages.EntrypointCache, err = pod.NewEntrypointCache(stages.KubeClient); err != nil {
+			return nil, err
+		}
 	}
 	var results []Result
 	for _, r := range runs {

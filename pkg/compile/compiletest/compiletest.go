@@ -4,6 +4,7 @@ package compiletest
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"github.com/tektoncd/pipeline/pkg/apis/config"
@@ -33,7 +34,12 @@ type Run struct {
 // default service account. The error is resolve's or compile's.
 func Compile(t testing.TB, doc string) (*Run, error) {
 	t.Helper()
-	ctx := Context(t)
+	return CompileWith(Context(t), t, doc)
+}
+
+// CompileWith is Compile with the Tekton configuration ctx carries (see WithFlags).
+func CompileWith(ctx context.Context, t testing.TB, doc string) (*Run, error) {
+	t.Helper()
 	docs, err := render.Parse("doc.yaml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
@@ -63,16 +69,31 @@ func Compile(t testing.TB, doc string) (*Run, error) {
 	return r, nil
 }
 
+// WithFlags is Context with some Tekton feature flags set otherwise, as a cluster's
+// feature-flags ConfigMap would.
+func WithFlags(t testing.TB, flags map[string]string) context.Context {
+	t.Helper()
+	all := onePodFlags()
+	maps.Copy(all, flags)
+	return ContextWith(t, FeatureFlags(all))
+}
+
+// onePodFlags turn on the features one pod can hold (alpha API fields such as
+// pipelines in pipelines, param enums), as on a cluster whose Tekton enables them.
+func onePodFlags() map[string]string {
+	return map[string]string{
+		"enable-api-fields": config.AlphaAPIFields,
+		"enable-param-enum": "true",
+	}
+}
+
 // Context carries the Tekton configuration the tests of compile and the later stages
 // build with: Tekton's defaults with the features one pod can hold turned on (alpha API
 // fields such as pipelines in pipelines, param enums), as on a cluster whose Tekton
 // enables them. The controller builds with the cluster's configuration.
 func Context(t testing.TB) context.Context {
 	t.Helper()
-	return ContextWith(t, FeatureFlags(map[string]string{
-		"enable-api-fields": config.AlphaAPIFields,
-		"enable-param-enum": "true",
-	}))
+	return ContextWith(t, FeatureFlags(onePodFlags()))
 }
 
 // ContextWith carries the Tekton configuration of the ConfigMaps (feature-flags,

@@ -241,7 +241,8 @@ func Load(dir, file string) ([]byte, error) {
 
 // Lift rewrites every tekton.dev/v1 TaskRun of a multi-document YAML file as a
 // PipelineRun whose inline pipelineSpec has one task: the TaskRun's taskRef or taskSpec,
-// its params and workspaces passed through under the same names, its retries and
+// its params (through pipeline params of the same names for a taskRef, as values for a
+// taskSpec) and workspaces passed through under the same names, its retries and
 // timeout; the TaskRun's service account and pod template become the PipelineRun's
 // taskRunTemplate, and its stepSpecs, sidecarSpecs and computeResources the task's
 // taskRunSpecs entry. Other documents are kept as they are.
@@ -304,7 +305,18 @@ func LiftTaskRun(tr *v1.TaskRun) (*v1.PipelineRun, error) {
 		pt.TaskSpec = &v1.EmbeddedTask{TaskSpec: *s.TaskSpec.DeepCopy()}
 	}
 	spec := &v1.PipelineSpec{Tasks: []v1.PipelineTask{pt}}
+	var runParams v1.Params
 	for _, p := range s.Params {
+		if s.TaskSpec != nil {
+			// An inline taskSpec gets the TaskRun's values as they are. Passed through a
+			// pipeline param of the same name, Tekton would substitute the value into the
+			// inline taskSpec (propagated params) before the Task's defaults merge into
+			// it, and an object with some keys would lose the ones the Task's default
+			// gives, which a TaskRun keeps (taskruns/stepaction-params.yaml).
+			spec.Tasks[0].Params = append(spec.Tasks[0].Params, *p.DeepCopy())
+			continue
+		}
+		runParams = append(runParams, p)
 		ps := v1.ParamSpec{Name: p.Name, Type: p.Value.Type}
 		ref := fmt.Sprintf("$(params.%s)", p.Name)
 		switch p.Value.Type {
@@ -332,7 +344,7 @@ func LiftTaskRun(tr *v1.TaskRun) (*v1.PipelineRun, error) {
 		},
 		Spec: v1.PipelineRunSpec{
 			PipelineSpec: spec,
-			Params:       s.Params,
+			Params:       runParams,
 			Workspaces:   s.Workspaces,
 			TaskRunTemplate: v1.PipelineTaskRunTemplate{
 				ServiceAccountName: s.ServiceAccountName,

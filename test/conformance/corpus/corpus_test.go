@@ -1,6 +1,7 @@
 package corpus
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -128,6 +129,36 @@ spec:
 	}
 	if len(pr.Spec.TaskRunSpecs) != 1 || pr.Spec.TaskRunSpecs[0].PipelineTaskName != "echo" || len(pr.Spec.TaskRunSpecs[0].StepSpecs) != 1 {
 		t.Errorf("taskRunSpecs %+v", pr.Spec.TaskRunSpecs)
+	}
+}
+
+// An inline taskSpec gets the TaskRun's params as values, not through pipeline params
+// that Tekton would propagate into the taskSpec before the Task's defaults merge in.
+func TestLiftInlineTaskSpecParams(t *testing.T) {
+	out, err := Lift("in.yaml", []byte(`apiVersion: tekton.dev/v1
+kind: TaskRun
+metadata: {name: echo}
+spec:
+  params:
+  - {name: s, value: hi}
+  - {name: o, value: {k: v}}
+  taskSpec:
+    params: [{name: o, type: object, properties: {k: {}, j: {}}, default: {k: dk, j: dj}}]
+    steps: [{name: s, image: busybox, script: "echo $(params.s) $(params.o.k) $(params.o.j)"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr v1.PipelineRun
+	if err := yaml.UnmarshalStrict(bytes.TrimPrefix(out, []byte("---\n")), &pr); err != nil {
+		t.Fatal(err)
+	}
+	want := v1.Params{{Name: "s", Value: *v1.NewStructuredValues("hi")}, {Name: "o", Value: *v1.NewObject(map[string]string{"k": "v"})}}
+	if d := cmp.Diff(want, pr.Spec.PipelineSpec.Tasks[0].Params); d != "" {
+		t.Errorf("task params (-want +got)\n%s", d)
+	}
+	if len(pr.Spec.Params) != 0 || len(pr.Spec.PipelineSpec.Params) != 0 {
+		t.Errorf("run params %v, pipeline params %v; want none", pr.Spec.Params, pr.Spec.PipelineSpec.Params)
 	}
 }
 
