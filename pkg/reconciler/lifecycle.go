@@ -175,10 +175,13 @@ func timeoutOf(ctx context.Context, cr *v1beta1.CustomRun) time.Duration {
 	return time.Duration(apisconfig.FromContextOrDefaults(ctx).Defaults.DefaultTimeoutMinutes) * time.Minute
 }
 
+// timedOut tells a run that has had its whole timeout. The stored start time has
+// second precision (metav1.Time is serialized as RFC 3339), so the run may have started
+// up to a second after it: the run gets that second too, never less than its timeout.
 func timedOut(ctx context.Context, cr *v1beta1.CustomRun, now metav1.Time) bool {
 	t := timeoutOf(ctx, cr)
 	if t == apisconfig.NoTimeoutDuration || cr.Status.StartTime == nil {
 		return false
 	}
-	return now.Sub(cr.Status.StartTime.Time) >= t
+	return now.Sub(cr.Status.StartTime.Time) >= t+time.Second
 }

@@ -105,6 +105,12 @@ var tektonNamespaceNeeds = []need{
 		"Tekton's config store, fed by an informer on Tekton's ConfigMaps (feature-flags, config-defaults, ...): runs are validated and defaulted as the cluster's Tekton does, and changes count without a restart"},
 }
 
+// tektonEveryUser: what Tekton's own RBAC (its config/201-rolebinding.yaml, Role
+// tekton-pipelines-info) gives every authenticated user in Tekton's namespace.
+var tektonEveryUser = []need{
+	{"", "configmaps", []string{"get"}, []string{"pipelines-info"}, "Tekton's Role tekton-pipelines-info, bound to system:authenticated: Tekton's version, for tkn"},
+}
+
 // everyUser: what Kubernetes' default system:basic-user role gives every authenticated
 // user (the review cannot tell it from the controller's own rules).
 var everyUser = []need{
@@ -186,7 +192,7 @@ func TestControllerRBAC(t *testing.T) {
 	}{
 		{e.ns, runNamespaceNeeds},
 		{controllerNamespace, append(append([]need{}, runNamespaceNeeds...), controllerNamespaceNeeds...)},
-		{tektonNamespace, append(append([]need{}, runNamespaceNeeds...), tektonNamespaceNeeds...)},
+		{tektonNamespace, append(append(append([]need{}, runNamespaceNeeds...), tektonNamespaceNeeds...), tektonEveryUser...)},
 	} {
 		want := grant(append(append([]need{}, c.needs...), everyUser...))
 		have := rulesOf(t, sa, c.ns)

@@ -105,10 +105,12 @@ func TestPluginStartPipelineRunFile(t *testing.T) {
 	if len(p.Tasks) != 6 {
 		t.Errorf("pod %s runs %d tasks, want the 5 of clone-build-test and after", pod.Name, len(p.Tasks))
 	}
+	// The PipelineInPod task's inner tasks are flattened under its name, as their
+	// TaskRuns' tekton.dev/pipelineTask labels say.
 	for _, want := range []string{
-		"[report : report] " + summary,
+		"[in-one-pod-report : report] " + summary,
 		"[after : show] inner pipeline said: " + summary,
-		"[notify : notify] pipeline finished: Succeeded",
+		"[in-one-pod-notify : notify] pipeline finished: Succeeded",
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("the followed logs do not show %q", want)
