@@ -42,6 +42,14 @@ func (l Limits) maxBytes() int {
 	return MaxReportBytes
 }
 
+// snapshotSlack is what a snapshot line holds beyond its states: a line may carry one
+// state of up to MaxBytes in a snapshot.
+const snapshotSlack = 64 << 10
+
+// LineBound is the longest line a reader of the report keeps: MaxBytes and the room a
+// snapshot line needs around its states. Longer lines are refused unbuffered.
+func (l Limits) LineBound() int { return l.maxBytes() + snapshotSlack }
+
 // ReadReport folds the reporter container's log into the latest state of each task.
 // done tells whether the final marker was seen, i.e. every task of the plan is terminal.
 //
@@ -72,8 +80,8 @@ func (p *Plan) ReadReport(r io.Reader) (states map[string]TaskState, done bool, 
 // Folder folds report lines (or states, for the reporter itself) into the latest state
 // of each task, in bounded memory:
 //
-//   - a line longer than Limits.MaxBytes is never buffered whole: its task (read from the
-//     line's start) fails with ReasonResultLargerThanAllowedLimit;
+//   - a line longer than Limits.LineBound is never buffered whole: its task (read from
+//     the line's start) fails with ReasonResultLargerThanAllowedLimit;
 //   - a state with a result over Limits.MaxResultSize fails its task the same way, as
 //     Tekton fails a TaskRun whose result is over max-result-size;
 //   - a state that would bring the JSON of all states kept over Limits.MaxBytes fails its
@@ -150,10 +158,33 @@ func (f *Folder) Terminal() []TaskState {
 	return out
 }
 
+// Snapshot returns the lines that re-print every terminal state kept, in plan order.
+// A line holds states of at most a quarter of Limits.MaxBytes together, or one state
+// (which never weighs more than MaxBytes), so that every line stays within LineBound,
+// and a rotation that cuts one line short loses little of the snapshot.
+func (f *Folder) Snapshot() []ReportLine {
+	chunk := f.limits.maxBytes() / 4
+	var out []ReportLine
+	var cur []TaskState
+	size := 0
+	for _, st := range f.Terminal() {
+		n := len(f.raws[st.Key]) + 1
+		if len(cur) > 0 && size+n > chunk {
+			out = append(out, ReportLine{Snapshot: cur})
+			cur, size = nil, 0
+		}
+		cur, size = append(cur, st), size+n
+	}
+	if len(cur) > 0 {
+		out = append(out, ReportLine{Snapshot: cur})
+	}
+	return out
+}
+
 // Fold reads r to its end and folds every line, the last one even if it is cut short
 // (it is ignored unless it parses). It returns r's error, if any, other than io.EOF.
 func (f *Folder) Fold(r io.Reader) error {
-	lr := NewLineReader(r, f.limits.maxBytes())
+	lr := f.NewLineReader(r)
 	for {
 		line, n, _, err := lr.Next()
 		if n > 0 {
@@ -169,14 +200,14 @@ func (f *Folder) Fold(r io.Reader) error {
 }
 
 // Line folds one line of the log (without its end of line). n is the line's whole
-// length, of which line holds at most the first Limits.MaxBytes bytes (see LineReader).
+// length, of which line may hold only the start (see NewLineReader).
 // It returns whether the states or the final marker changed.
 func (f *Folder) Line(line []byte, n int) bool {
 	content, size, ok := f.content(line, n)
 	if !ok {
 		return false
 	}
-	if size > f.limits.maxBytes() {
+	if size > f.limits.LineBound() {
 		key, ok := keyOf(content)
 		if !ok || !f.known(key) {
 			return false
@@ -192,9 +223,15 @@ func (f *Folder) Line(line []byte, n int) bool {
 	if l.Done && !f.done {
 		f.done, changed = true, true
 	}
-	if l.Task != nil && l.Task.Key != "" && f.known(l.Task.Key) {
-		_, c := f.Put(*l.Task)
-		changed = changed || c
+	tasks := l.Snapshot
+	if l.Task != nil {
+		tasks = append(tasks, *l.Task)
+	}
+	for _, st := range tasks {
+		if st.Key != "" && f.known(st.Key) {
+			_, c := f.Put(st)
+			changed = changed || c
+		}
 	}
 	return changed
 }
@@ -292,7 +329,7 @@ func (f *Folder) content(line []byte, n int) (content []byte, size int, ok bool)
 		if stream == "stderr" {
 			return nil, 0, false
 		}
-		if room := f.limits.maxBytes() - len(f.partial); room > 0 {
+		if room := f.limits.LineBound() - len(f.partial); room > 0 {
 			f.partial = append(f.partial, rest[:min(len(rest), room)]...)
 		}
 		f.partialLen += n - (len(line) - len(rest))
@@ -345,6 +382,15 @@ func keyOf(content []byte) (string, bool) {
 	tok, err := d.Token()
 	key, ok := tok.(string)
 	return key, err == nil && ok && key != ""
+}
+
+// timestampRoom is what a reader keeps of a line beyond LineBound: the timestamp prefix
+// of pods/log with timestamps=true, or of a CRI log file line.
+const timestampRoom = 128
+
+// NewLineReader reads r's lines for f: at most its line bound is kept of each.
+func (f *Folder) NewLineReader(r io.Reader) *LineReader {
+	return NewLineReader(r, f.limits.LineBound()+timestampRoom)
 }
 
 // LineReader reads lines in bounded memory: a line longer than its bound is returned

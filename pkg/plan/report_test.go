@@ -182,13 +182,13 @@ func TestFolderRefusesLongCRILine(t *testing.T) {
 	p := &Plan{Tasks: []Task{{Key: "a"}}}
 	f := p.NewFolder(Limits{MaxBytes: 100})
 	head := `{"task":{"key":"a","phase":"Succeeded","message":"`
-	log := "2026-01-02T03:04:05Z stdout P " + head + "\n" +
-		"2026-01-02T03:04:05Z stdout P " + strings.Repeat("x", 80) + "\n" +
+	part := "2026-01-02T03:04:05Z stdout P " + strings.Repeat("x", 16<<10) + "\n"
+	log := "2026-01-02T03:04:05Z stdout P " + head + "\n" + strings.Repeat(part, 5) +
 		"2026-01-02T03:04:05Z stdout F " + `"}}` + "\n"
 	if err := f.Fold(strings.NewReader(log)); err != nil {
 		t.Fatal(err)
 	}
-	if a := f.States()["a"]; a.Reason != ReasonResultLargerThanAllowedLimit || !strings.Contains(a.Message, fmt.Sprintf("is %d bytes or more", len(head)+83)) {
+	if a := f.States()["a"]; a.Reason != ReasonResultLargerThanAllowedLimit || !strings.Contains(a.Message, fmt.Sprintf("is %d bytes or more", len(head)+5*16<<10+3)) {
 		t.Errorf("a = %+v", a)
 	}
 }
@@ -326,5 +326,52 @@ func TestLineTime(t *testing.T) {
 		if ok != (tc.want != "") || (ok && got.Format(time.RFC3339Nano) != tc.want) {
 			t.Errorf("LineTime(%q) = %v %v, want %q", tc.line, got, ok, tc.want)
 		}
+	}
+}
+
+// Snapshot lines re-print the terminal states within the line bound, and fold like the
+// lines that first carried them.
+func TestFolderSnapshot(t *testing.T) {
+	p := &Plan{Tasks: []Task{{Key: "a"}, {Key: "b"}, {Key: "c"}}}
+	l := Limits{MaxBytes: 400}
+	f := p.NewFolder(l)
+	msg := strings.Repeat("m", 100)
+	for _, st := range []TaskState{
+		{Key: "c", Phase: PhaseSucceeded, Message: msg},
+		{Key: "a", Phase: PhaseFailed, Message: msg},
+		{Key: "b", Phase: PhaseRunning},
+	} {
+		if _, changed := f.Put(st); !changed {
+			t.Fatalf("%s: not kept", st.Key)
+		}
+	}
+	snap := f.Snapshot()
+	var keys [][]string
+	var log strings.Builder
+	for _, sl := range snap {
+		var ks []string
+		for _, st := range sl.Snapshot {
+			ks = append(ks, st.Key)
+		}
+		keys = append(keys, ks)
+		b := line(t, sl)
+		if len(b) > l.LineBound() {
+			t.Errorf("a snapshot line of %d bytes", len(b))
+		}
+		log.WriteString(b + "\n")
+	}
+	// Two states of ~150 bytes do not fit a quarter of 400: one line each, in plan order.
+	if diff := cmp.Diff([][]string{{"a"}, {"c"}}, keys); diff != "" {
+		t.Errorf("snapshot lines (-want +got)\n%s", diff)
+	}
+	// A reader that saw none of the original lines (rotated away) gets them back.
+	g := p.NewFolder(l)
+	if err := g.Fold(strings.NewReader(log.String())); err != nil {
+		t.Fatal(err)
+	}
+	want := f.States()
+	delete(want, "b")
+	if diff := cmp.Diff(want, g.States()); diff != "" {
+		t.Errorf("folded snapshot (-want +got)\n%s", diff)
 	}
 }
