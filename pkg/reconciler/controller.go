@@ -61,9 +61,11 @@ func isOurs(obj any) bool {
 // NewController returns the constructor sharedmain runs.
 func NewController(opts Options) func(context.Context, configmap.Watcher) *controller.Impl {
 	return func(ctx context.Context, _ configmap.Watcher) *controller.Impl {
-		impl := customrunreconciler.NewImpl(ctx, newReconciler(ctx, opts), func(*controller.Impl) controller.Options {
-			return controller.Options{AgentName: ControllerName, PromoteFilterFunc: isOurs}
+		r := newReconciler(ctx, opts)
+		impl := customrunreconciler.NewImpl(ctx, r, func(*controller.Impl) controller.Options {
+			return controller.Options{AgentName: ControllerName, PromoteFilterFunc: isOurs, DemoteFunc: r.demote}
 		})
+		r.follow(impl)
 		watch(ctx, impl)
 		return impl
 	}
@@ -99,7 +101,7 @@ func newReconciler(ctx context.Context, opts Options) *Reconciler {
 			EntrypointCache:   entrypoints,
 			PodLevelResources: podLevel,
 		},
-		Reports:         PodLogReports{KubeClient: kc},
+		Reports:         NewFollowers(ctx, PodLogs{KubeClient: kc}, opts.RequeueInterval),
 		Clock:           clock.RealClock{},
 		Bounds:          opts.Bounds,
 		RequeueInterval: opts.RequeueInterval,

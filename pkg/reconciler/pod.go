@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"knative.dev/pkg/apis"
 	"knative.dev/pkg/logging"
 
@@ -91,24 +91,32 @@ func planOf(pod *corev1.Pod) (*plan.Plan, runRecord, error) {
 	return p, rec, nil
 }
 
-// PodLogReports reads the reporter container's log through the pods/log API: the one
+// PodLogReports reads the reporter container's log in one request, the whole log the
+// kubelet serves (up to MaxLogReadBytes), folded in bounded memory. The log is the one
 // channel that carries results of any size (termination messages are capped at 12 KiB
-// per pod, hazard 3).
+// per pod, docs/design.md hazard 3). Followers, which the controller uses, read it
+// incrementally instead.
 type PodLogReports struct {
-	KubeClient kubernetes.Interface
+	Source LogSource
 }
 
 var _ ReportReader = PodLogReports{}
 
-// Read implements ReportReader.
+// Read implements ReportReader. States are attributed as the plan's tasks (states of
+// any other key are ignored).
 func (p PodLogReports) Read(ctx context.Context, pod *corev1.Pod) (map[string]plan.TaskState, bool, error) {
-	req := p.KubeClient.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: plan.ReporterContainer})
-	rc, err := req.Stream(ctx)
+	pl, _, err := planOf(pod)
+	if err != nil {
+		return nil, false, err
+	}
+	rc, err := p.Source.Open(ctx, pod, &corev1.PodLogOptions{Container: plan.ReporterContainer, LimitBytes: ptr.To[int64](MaxLogReadBytes)})
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the log of %s/%s container %s: %w", pod.Namespace, pod.Name, plan.ReporterContainer, err)
 	}
 	defer rc.Close()
-	return plan.ReadReport(rc)
+	f := pl.NewFolder(limitsFor(ctx))
+	err = f.Fold(rc)
+	return f.States(), f.Done(), err
 }
 
 // reporterStarted tells whether the reporter container has a log to read.

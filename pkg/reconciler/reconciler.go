@@ -54,9 +54,11 @@ type Reconciler struct {
 	Reports         ReportReader
 	Clock           clock.PassiveClock
 	Bounds          observe.Bounds
-	// RequeueInterval is how often a running CustomRun is looked at again: the reporter's
-	// log changes without any pod event.
+	// RequeueInterval is how often a running CustomRun is looked at again: Followers
+	// enqueue it as the reporter's log changes; this is the fallback.
 	RequeueInterval time.Duration
+
+	written writtenTaskRuns
 }
 
 var _ customrunreconciler.Interface = (*Reconciler)(nil)
@@ -197,7 +199,10 @@ func (r *Reconciler) findOrStart(ctx context.Context, cr *v1beta1.CustomRun, a *
 	switch {
 	case a.pod != nil:
 		a.podCreated = true
-		return end, a.readPlan()
+		if err := a.readPlan(); err != nil || end != nil {
+			return end, err
+		}
+		return end, r.ensureTaskRuns(ctx, cr, a)
 	case end == nil && a.podCreated:
 		// Recorded as created, now missing: deleted under us. Its plan went with it.
 		a.tasks = observe.TasksFromTaskRuns(a.taskRuns)
