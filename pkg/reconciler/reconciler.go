@@ -12,8 +12,10 @@
 // Files by concern: reconciler.go the flow of one reconcile; lifecycle.go how a run and
 // its attempts end (cancel, timeout, retry, verdict, finished runs); create.go what an
 // attempt creates (TaskRuns, PVCs, pod); status.go the statuses written (CustomRun as
-// stored, child TaskRuns, summary); pod.go the pod (finding it, its plan and run record,
-// its report, readiness, deleting it); controller.go the wiring.
+// stored, child TaskRuns, summary); written.go the TaskRuns written that the informer
+// has not delivered yet; pod.go the pod (finding it, its plan and run record, its
+// report, readiness, deleting it); follow.go following the reporter's log;
+// controller.go the wiring.
 package reconciler
 
 import (
