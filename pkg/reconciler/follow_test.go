@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -442,21 +443,21 @@ func TestFollowersPollFallback(t *testing.T) {
 func TestFollowersStop(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		stop func(fs *Followers, log *fakeLog, cancel context.CancelFunc)
+		stop func(fs *Followers, log *fakeLog, cancel context.CancelFunc, leading *atomic.Bool)
 	}{{
 		name: "forget",
-		stop: func(fs *Followers, _ *fakeLog, _ context.CancelFunc) { fs.Forget(followRun) },
+		stop: func(fs *Followers, _ *fakeLog, _ context.CancelFunc, _ *atomic.Bool) { fs.Forget(followRun) },
 	}, {
 		name: "demoted",
-		stop: func(fs *Followers, _ *fakeLog, _ context.CancelFunc) { fs.Demote(pkgreconciler.UniversalBucket()) },
-	}, {
-		name: "no longer leader",
-		stop: func(fs *Followers, _ *fakeLog, _ context.CancelFunc) {
-			fs.IsLeader = func(types.NamespacedName) bool { return false }
+		stop: func(fs *Followers, _ *fakeLog, _ context.CancelFunc, _ *atomic.Bool) {
+			fs.Demote(pkgreconciler.UniversalBucket())
 		},
 	}, {
+		name: "no longer leader",
+		stop: func(_ *Followers, _ *fakeLog, _ context.CancelFunc, leading *atomic.Bool) { leading.Store(false) },
+	}, {
 		name: "pod deleted",
-		stop: func(_ *Followers, log *fakeLog, _ context.CancelFunc) {
+		stop: func(_ *Followers, log *fakeLog, _ context.CancelFunc, _ *atomic.Bool) {
 			log.mu.Lock()
 			log.gone = true
 			log.mu.Unlock()
@@ -464,10 +465,10 @@ func TestFollowersStop(t *testing.T) {
 		},
 	}, {
 		name: "controller stops",
-		stop: func(_ *Followers, _ *fakeLog, cancel context.CancelFunc) { cancel() },
+		stop: func(_ *Followers, _ *fakeLog, cancel context.CancelFunc, _ *atomic.Bool) { cancel() },
 	}, {
 		name: "a new attempt's pod",
-		stop: func(fs *Followers, _ *fakeLog, _ context.CancelFunc) {
+		stop: func(fs *Followers, _ *fakeLog, _ context.CancelFunc, _ *atomic.Bool) {
 			if _, _, err := fs.Read(context.Background(), exited(reporterPod(&testing.T{}, "uid-1", "a"))); err != nil {
 				panic(err)
 			}
@@ -476,16 +477,16 @@ func TestFollowersStop(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			log := newCheckedLog(t)
 			fs, _, cancel := followers(t, log)
-			fs.mu.Lock()
-			fs.IsLeader = nil
-			fs.mu.Unlock()
+			var leading atomic.Bool
+			leading.Store(true)
+			fs.IsLeader = func(types.NamespacedName) bool { return leading.Load() }
 			log.print(t, taskLine("a", plan.PhaseRunning))
 			read(t, fs, reporterPod(t, "uid-0", "a"))
 			waitFor(t, "the follow stream", func() bool { return log.openStreams() == 1 })
 			fs.mu.Lock()
 			f := fs.runs[followRun]
 			fs.mu.Unlock()
-			tc.stop(fs, log, cancel)
+			tc.stop(fs, log, cancel, &leading)
 			select {
 			case <-f.done:
 			case <-time.After(10 * time.Second):
