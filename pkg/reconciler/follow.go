@@ -100,6 +100,8 @@ type follower struct {
 	folder   *plan.Folder
 	cur      cursor
 	lastRead time.Time
+	// lastPoll is when a Read last read the log itself.
+	lastPoll time.Time
 	// streaming: a follow stream is open. ended: the reporter exited and its log was
 	// read to the end; nothing more will come. stopped: forgotten; no goroutine may
 	// start any more.
@@ -176,9 +178,13 @@ func (fs *Followers) Read(ctx context.Context, pod *corev1.Pod) (map[string]plan
 		return nil, false, err
 	}
 	ended := reporterEnded(pod)
+	now := time.Now()
 	f.mu.Lock()
-	f.lastRead = time.Now()
-	current := f.ended || (f.folder.Done() && ended) || (f.streaming && !ended)
+	f.lastRead = now
+	// A stream can also hang without an error (a connection lost without a reset):
+	// now and then a Read looks for itself.
+	streamed := f.streaming && now.Sub(f.lastPoll) < fs.pollEvery()
+	current := f.ended || (f.folder.Done() && ended) || (streamed && !ended)
 	f.mu.Unlock()
 	if !current {
 		if ended {
@@ -187,10 +193,12 @@ func (fs *Followers) Read(ctx context.Context, pod *corev1.Pod) (map[string]plan
 			f.pause()
 		}
 		if err := fs.catchUp(ctx, f); err != nil {
-			return nil, false, err
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.folder.States(), f.folder.Done(), err
 		}
 		f.mu.Lock()
-		f.ended = ended
+		f.ended, f.lastPoll = ended, now
 		f.mu.Unlock()
 		if !ended {
 			fs.start(f)
@@ -387,6 +395,9 @@ func (fs *Followers) interval() time.Duration {
 }
 
 func (fs *Followers) minBackoff() time.Duration { return min(100*time.Millisecond, fs.interval()) }
+
+// pollEvery is how often a Read reads the log itself even while it is followed.
+func (fs *Followers) pollEvery() time.Duration { return 10 * fs.interval() }
 
 // Forget stops following a run's pod and drops what was read: the run is over.
 func (fs *Followers) Forget(run types.NamespacedName) {

@@ -285,6 +285,8 @@ func taskLine(key string, p plan.Phase) plan.ReportLine {
 func TestFollowersFollow(t *testing.T) {
 	log := newCheckedLog(t)
 	fs, queue, _ := followers(t, log)
+	// No poll of a Read's own during the test.
+	fs.Interval = time.Minute
 	pod := reporterPod(t, "uid-0", "a", "b")
 	log.print(t, taskLine("a", plan.PhaseRunning))
 	if got, _ := read(t, fs, pod); !cmp.Equal(got, map[string]plan.Phase{"a": plan.PhaseRunning}) {
@@ -435,6 +437,23 @@ func TestFollowersPollFallback(t *testing.T) {
 	}
 	if polls != 2 {
 		t.Errorf("%d reads without follow, want one per Read", polls)
+	}
+}
+
+// A stream that hangs without an error does not hide new lines for long: ten intervals
+// after its last read of its own, a Read reads the log itself.
+func TestFollowersHungStream(t *testing.T) {
+	log := newCheckedLog(t)
+	fs, _, _ := followers(t, log)
+	pod := reporterPod(t, "uid-0", "a")
+	log.print(t, taskLine("a", plan.PhaseRunning))
+	read(t, fs, pod)
+	waitFor(t, "the follow stream", func() bool { return log.openStreams() == 1 })
+	log.setHold(true)
+	log.print(t, taskLine("a", plan.PhaseSucceeded))
+	time.Sleep(fs.pollEvery())
+	if got, _ := read(t, fs, pod); !cmp.Equal(got, map[string]plan.Phase{"a": plan.PhaseSucceeded}) {
+		t.Errorf("behind a hung stream: %v", got)
 	}
 }
 

@@ -132,7 +132,7 @@ func reporterStarted(pod *corev1.Pod) bool {
 // readReport reads the reporter's log once it has one. A pod that is still running and
 // whose log cannot be read is looked at again later rather than observed without its
 // report (which would look like tasks that never ran); a pod that has ended is observed
-// with whatever can be read.
+// with whatever could be read.
 func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[string]plan.TaskState, bool, error) {
 	if pod == nil || !reporterStarted(pod) || r.Reports == nil {
 		return nil, false, nil
@@ -140,7 +140,8 @@ func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[strin
 	states, done, err := r.Reports.Read(ctx, pod)
 	if err != nil {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			return nil, false, nil
+			// What was read before the error, if anything.
+			return states, done, nil
 		}
 		return nil, false, err
 	}
