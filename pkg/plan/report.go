@@ -272,14 +272,14 @@ func (f *Folder) keep(st TaskState, checkTotal bool) bool {
 
 // oversized names the first result of st over Limits.MaxResultSize.
 func (f *Folder) oversized(st TaskState) string {
-	max := f.limits.MaxResultSize
-	if max <= 0 {
+	limit := f.limits.MaxResultSize
+	if limit <= 0 {
 		return ""
 	}
 	check := func(where string, rs []v1.TaskRunResult) string {
 		for _, r := range rs {
-			if n := jsonSize(r); n > max {
-				return fmt.Sprintf("task %q: %sresult %q is %d bytes, over the max-result-size of %d bytes", st.Key, where, r.Name, n, max)
+			if n := jsonSize(r); n > limit {
+				return fmt.Sprintf("task %q: %sresult %q is %d bytes, over the max-result-size of %d bytes", st.Key, where, r.Name, n, limit)
 			}
 		}
 		return ""
@@ -401,9 +401,9 @@ type LineReader struct {
 	buf []byte
 }
 
-// NewLineReader reads r's lines, keeping at most max bytes of each.
-func NewLineReader(r io.Reader, max int) *LineReader {
-	return &LineReader{br: bufio.NewReaderSize(r, 64<<10), max: max}
+// NewLineReader reads r's lines, keeping at most bound bytes of each.
+func NewLineReader(r io.Reader, bound int) *LineReader {
+	return &LineReader{br: bufio.NewReaderSize(r, 64<<10), max: bound}
 }
 
 // Next returns the next line without its "\n": at most max bytes of it (valid until the

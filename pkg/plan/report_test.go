@@ -172,7 +172,7 @@ func TestFolderRefusesLongLine(t *testing.T) {
 		t.Errorf("the line after the long one was lost: %+v", f.States())
 	}
 	// An over-long line of a key the plan does not have changes nothing.
-	if f.Fold(newEndless("intruder", 2*MaxReportBytes)); len(f.States()) != 2 {
+	if err := f.Fold(newEndless("intruder", 2*MaxReportBytes)); err != nil || len(f.States()) != 2 {
 		t.Errorf("states = %+v", f.States())
 	}
 }

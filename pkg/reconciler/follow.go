@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"io"
 	"sync"
@@ -78,7 +79,8 @@ type Followers struct {
 	// controller's requeue interval.
 	Interval time.Duration
 
-	root    context.Context
+	// root is the controller's context: followers outlive the reconcile that starts them.
+	root    context.Context //nolint:containedctx // their goroutines end with it
 	mu      sync.Mutex
 	runs    map[types.NamespacedName]*follower
 	janitor sync.Once
@@ -277,7 +279,7 @@ func (fs *Followers) read(ctx context.Context, f *follower, opts *corev1.PodLogO
 		if complete && f.fold(line, n) && opts.Follow && fs.Enqueue != nil {
 			fs.Enqueue(f.run)
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return counted.n, nil
 		}
 		if err != nil {

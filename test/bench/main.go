@@ -304,7 +304,6 @@ func floorPod(n int) *corev1.Pod {
 // the first pod was created and ran, and when the last pod had every container ended.
 type podWatch struct {
 	mu                         sync.Mutex
-	start                      time.Time
 	created, running, lastDone time.Time
 	done                       map[string]bool
 	stop                       func()
