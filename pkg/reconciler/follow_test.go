@@ -13,11 +13,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	apisconfig "github.com/tektoncd/pipeline/pkg/apis/config"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"knative.dev/pkg/apis"
 	"knative.dev/pkg/kmeta"
 	pkgreconciler "knative.dev/pkg/reconciler"
 
@@ -533,5 +536,44 @@ func TestFollowersBoundLines(t *testing.T) {
 	}
 	if states["b"].Phase != plan.PhaseRunning {
 		t.Errorf("b = %+v", states["b"])
+	}
+}
+
+// The reporter's log is read with Tekton's max-result-size: its default, or what the
+// feature flags in the reconcile's context say.
+func TestLimitsFollowMaxResultSize(t *testing.T) {
+	if got := limitsFor(context.Background()).MaxResultSize; got != apisconfig.DefaultMaxResultSize {
+		t.Errorf("default max-result-size %d, want Tekton's %d", got, apisconfig.DefaultMaxResultSize)
+	}
+	ctx := apisconfig.ToContext(context.Background(), &apisconfig.Config{FeatureFlags: &apisconfig.FeatureFlags{MaxResultSize: 8192}})
+	if got := limitsFor(ctx).MaxResultSize; got != 8192 {
+		t.Errorf("configured max-result-size read as %d", got)
+	}
+}
+
+// A task whose result is over max-result-size fails with Tekton's reason, naming the
+// task and the result; the run fails with it. Read through the Followers, as the
+// controller reads the reporter's log.
+func TestResultOverMaxResultSize(t *testing.T) {
+	h := newHarness(t, newCustomRun("run"), taskA, taskB)
+	log := newCheckedLog(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h.r.Reports = NewFollowers(ctx, log, time.Minute)
+	h.reconcile()
+	h.setPod(0, running)
+	big := result("out", strings.Repeat("x", apisconfig.DefaultMaxResultSize))
+	log.print(t, plan.ReportLine{Task: &plan.TaskState{Key: "a", Phase: plan.PhaseSucceeded, Reason: "Succeeded", Results: []v1.TaskRunResult{big}}})
+	b := finalState(taskB, plan.PhaseSucceeded, "Succeeded", 0, time.Second)
+	log.print(t, plan.ReportLine{Task: &b})
+	log.print(t, plan.ReportLine{Done: true})
+	h.reconcile()
+	want := view{Condition: "False/Failed", TaskRuns: map[string]string{"a": "False/TaskRunResultLargerThanAllowedLimit", "b": "True/Succeeded"}, Pods: pods0}
+	if diff := cmp.Diff(want, h.view()); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+	c := h.taskRun("a").Status.GetCondition(apis.ConditionSucceeded)
+	if c.Message != `task "a": result "out" is 4137 bytes, over the max-result-size of 4096 bytes` || len(h.taskRun("a").Status.Results) != 0 {
+		t.Errorf("a: %q, results %v", c.Message, h.taskRun("a").Status.Results)
 	}
 }
