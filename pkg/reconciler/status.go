@@ -92,7 +92,7 @@ func (r *Reconciler) childTaskRuns(cr *v1beta1.CustomRun) ([]*v1.TaskRun, error)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return r.written.fresh(runKey(cr), out), nil
+	return r.written.fresh(cr, out), nil
 }
 
 func byName(trs []*v1.TaskRun) map[string]*v1.TaskRun {

@@ -3,9 +3,11 @@ package reconciler
 import (
 	"sort"
 	"sync"
+	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	pkgreconciler "knative.dev/pkg/reconciler"
 )
@@ -17,8 +19,9 @@ import (
 // and write the same status again (or create it again), or conflict. The zero value is
 // ready to use; a restart starts empty, as the informer is then in sync.
 type writtenTaskRuns struct {
-	mu   sync.Mutex
-	runs map[types.NamespacedName]map[string]*written
+	mu        sync.Mutex
+	runs      map[types.NamespacedName]map[string]*written
+	lastPrune time.Time
 }
 
 type written struct {
@@ -26,7 +29,12 @@ type written struct {
 	// stale holds the resource versions obj replaced: an informer copy at one of them
 	// is older than obj.
 	stale map[string]bool
+	at    time.Time
 }
+
+// writtenTTL is how long a TaskRun written is remembered: the informer delivers it
+// within that time, or the run is no longer reconciled here (deleted while running).
+const writtenTTL = 2 * time.Minute
 
 func runKey(cr *v1beta1.CustomRun) types.NamespacedName {
 	return types.NamespacedName{Namespace: cr.Namespace, Name: cr.Name}
@@ -36,6 +44,8 @@ func runKey(cr *v1beta1.CustomRun) types.NamespacedName {
 func (w *writtenTaskRuns) wrote(run types.NamespacedName, before string, obj *v1.TaskRun) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	now := time.Now()
+	w.prune(now)
 	if w.runs == nil {
 		w.runs = map[types.NamespacedName]map[string]*written{}
 	}
@@ -53,7 +63,25 @@ func (w *writtenTaskRuns) wrote(run types.NamespacedName, before string, obj *v1
 	if e.obj != nil {
 		e.stale[e.obj.ResourceVersion] = true
 	}
-	e.obj = obj.DeepCopy()
+	e.obj, e.at = obj.DeepCopy(), now
+}
+
+// prune drops, at most once a writtenTTL, what was remembered longer than that.
+func (w *writtenTaskRuns) prune(now time.Time) {
+	if now.Sub(w.lastPrune) < writtenTTL {
+		return
+	}
+	w.lastPrune = now
+	for run, entries := range w.runs {
+		for name, e := range entries {
+			if now.Sub(e.at) > writtenTTL {
+				delete(entries, name)
+			}
+		}
+		if len(entries) == 0 {
+			delete(w.runs, run)
+		}
+	}
 }
 
 // gone drops a TaskRun found deleted.
@@ -63,16 +91,23 @@ func (w *writtenTaskRuns) gone(run types.NamespacedName, name string) {
 	delete(w.runs[run], name)
 }
 
-// fresh returns listed (the informer's TaskRuns of run) with every copy older than what
-// this controller wrote replaced, and what it created that the informer has not listed
-// yet added, sorted by name. Entries the informer caught up with (or moved past) are
-// dropped.
-func (w *writtenTaskRuns) fresh(run types.NamespacedName, listed []*v1.TaskRun) []*v1.TaskRun {
+// fresh returns listed (the informer's TaskRuns of cr) with every copy older than what
+// this controller wrote replaced, and what it created for cr that the informer has not
+// listed yet added, sorted by name. Entries the informer caught up with (or moved
+// past), and entries of an earlier CustomRun of the same name, are dropped.
+func (w *writtenTaskRuns) fresh(cr *v1beta1.CustomRun, listed []*v1.TaskRun) []*v1.TaskRun {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	run := runKey(cr)
 	entries := w.runs[run]
 	if len(entries) == 0 {
 		return listed
+	}
+	now := time.Now()
+	for name, e := range entries {
+		if !metav1.IsControlledBy(e.obj, cr) || now.Sub(e.at) > writtenTTL {
+			delete(entries, name)
+		}
 	}
 	out := make([]*v1.TaskRun, 0, len(listed))
 	seen := map[string]bool{}
