@@ -70,7 +70,8 @@ func ReadReport(r io.Reader) (states map[string]TaskState, done bool, err error)
 
 // ReadReport is the package's ReadReport keeping only the states of the plan's own
 // tasks: a line about any other key, which no reporter of this plan would write, is
-// ignored rather than allowed to add a task the controller would then report on.
+// ignored rather than allowed to add a task the controller would then report on. It
+// applies no max-result-size; the controller folds with its configured one (NewFolder).
 func (p *Plan) ReadReport(r io.Reader) (states map[string]TaskState, done bool, err error) {
 	f := p.NewFolder(Limits{})
 	err = f.Fold(r)
