@@ -24,6 +24,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	tektonfiltered "github.com/tektoncd/pipeline/pkg/client/injection/informers/factory/filtered"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	kubefiltered "knative.dev/pkg/client/injection/kube/informers/factory/filtered"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/injection"
@@ -52,7 +53,7 @@ func main() {
 	flag.DurationVar(&opts.Bounds.Unschedulable, "unschedulable-timeout", opts.Bounds.Unschedulable, "how long a run's pod may stay unschedulable before the run fails")
 	flag.DurationVar(&opts.Bounds.ImagePullBackOff, "image-pull-backoff-timeout", opts.Bounds.ImagePullBackOff, "how long a container may stay in ImagePullBackOff before the run fails (0: at once, as Tekton's default)")
 	flag.DurationVar(&opts.Bounds.StepExit, "step-exit-grace", opts.Bounds.StepExit, "how long a step container may be gone before its step's outcome is reported, before the task fails")
-	flag.DurationVar(&opts.RequeueInterval, "requeue-interval", opts.RequeueInterval, "how often a running CustomRun's reporter log is read")
+	flag.DurationVar(&opts.RequeueInterval, "requeue-interval", opts.RequeueInterval, "how often a running CustomRun is looked at again besides following its reporter's log (the fallback when the log cannot be followed)")
 	namespace := flag.String("namespace", corev1.NamespaceAll, "only reconcile CustomRuns of this namespace (default: all)")
 	// Tekton's configuration lives in Tekton's namespace, not in ours (SYSTEM_NAMESPACE,
 	// knative's convention, is the controller's own).
@@ -64,8 +65,9 @@ func main() {
 	disableHA := flag.Bool("disable-ha", false, "run without leader election (one replica, or out of cluster)")
 	flag.IntVar(&controller.DefaultThreadsPerController, "threads-per-controller", controller.DefaultThreadsPerController, "reconciles run at once")
 
-	// Parses the flags, -kubeconfig and -server included.
+	// Parses the flags, -kubeconfig, -server, -kube-api-qps and -kube-api-burst included.
 	cfg := injection.ParseAndGetRESTConfigOrDie()
+	sizeClientRate(cfg)
 	injection.Default = withoutInformers{Interface: injection.Default, drop: unusedInformers}
 	if err := validateImages(opts.EntrypointImage, opts.Images); err != nil {
 		log.Fatal(err)
@@ -80,6 +82,29 @@ func main() {
 	ctx = kubefiltered.WithSelectors(ctx, reconciler.ManagedBySelector)
 	ctx = tektonfiltered.WithSelectors(ctx, reconciler.ManagedBySelector)
 	sharedmain.MainWithConfig(ctx, reconciler.ControllerName, cfg, reconciler.NewController(opts))
+}
+
+// tektonControllers is the number of controllers Tekton's controller runs on one client
+// (its PipelineRun and TaskRun reconcilers), by which it multiplies its client's rate.
+// This controller does both jobs for the runs it reconciles (it creates their child
+// TaskRuns and writes their statuses), so its client is sized the same way.
+const tektonControllers = 2
+
+// sizeClientRate sizes the client's rate limit as Tekton's controller sizes its own
+// (tektoncd/pipeline cmd/controller/main.go): -kube-api-qps and -kube-api-burst
+// (knative's flags, or KUBE_API_QPS and KUBE_API_BURST) when given, else twice
+// client-go's default QPS and its default burst; then both times the number of
+// controllers. Unset, that is 20 QPS with a burst of 20 (sharedmain alone would give
+// one controller 5 and 10).
+func sizeClientRate(cfg *rest.Config) {
+	if cfg.QPS == 0 {
+		cfg.QPS = 2 * rest.DefaultQPS
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = rest.DefaultBurst
+	}
+	cfg.QPS *= tektonControllers
+	cfg.Burst *= tektonControllers
 }
 
 // validateImages fails fast on images the pods need: a pod with an empty image would only

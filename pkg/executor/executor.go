@@ -60,6 +60,9 @@ type Config struct {
 	Poll time.Duration
 	// ReportPoll is the reporter's interval.
 	ReportPoll time.Duration
+	// ReportSnapshot is how long after a line the reporter re-prints the terminal states
+	// at the latest (see runReport); zero means reportSnapshotPeriod.
+	ReportSnapshot time.Duration
 	// SidecarGrace is how long a sidecar may take to exit after SIGTERM.
 	SidecarGrace time.Duration
 	// Creds is set when Tekton's credential flags were given.

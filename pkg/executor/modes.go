@@ -2,11 +2,11 @@ package executor
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -71,38 +71,35 @@ func runInit(cfg Config) error {
 // runReport streams task states to stdout, one plan.ReportLine per change, until
 // every task is terminal. The container log is the results transport: unlike
 // termination messages it has no per-pod budget.
+//
+// What it prints is bounded and survives log rotation (docs/design.md, "The results
+// channel"): states go through a plan.Folder, which refuses a state over the run's
+// bounds (the task fails with Tekton's ResultLargerThanAllowedLimit) and keeps a
+// terminal state final; state files are read only up to plan.MaxReportBytes; and
+// snapshot lines re-print every terminal state whenever the log has grown by as much as
+// the last snapshot took (at least minSnapshotBytes), or reportSnapshotPeriod after
+// anything was printed, and once more before the final marker.
 func runReport(cfg Config) error {
 	p, err := loadPlan(cfg.PlanFile)
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(cfg.Stdout)
-	last := map[string][]byte{}
+	// No max-result-size here: it is a controller setting (Tekton's feature flag), which
+	// the controller applies to what it reads.
+	folder := p.NewFolder(plan.Limits{})
+	out := &reportWriter{w: bufio.NewWriter(cfg.Stdout), period: cfg.ReportSnapshot, last: time.Now()}
+	if out.period <= 0 {
+		out.period = reportSnapshotPeriod
+	}
 	// A terminal state never changes; with large results it is not worth rereading.
 	final := map[string]bool{}
-	emit := func(l plan.ReportLine) error {
-		b, err := json.Marshal(l)
-		if err != nil {
-			return err
-		}
-		if l.Task != nil {
-			if bytes.Equal(last[l.Task.Key], b) {
-				return nil
-			}
-			last[l.Task.Key] = b
-		}
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		return w.WriteByte('\n')
-	}
 	return wait.PollUntilContextCancel(context.Background(), cfg.ReportPoll, true, func(context.Context) (bool, error) {
 		all := true
 		for _, t := range p.Tasks {
 			if final[t.Key] {
 				continue
 			}
-			st, err := readState(cfg.StateDir, t.Key)
+			st, err := reportedState(cfg.StateDir, &t)
 			if err != nil {
 				log.Print(err)
 			}
@@ -110,38 +107,146 @@ func runReport(cfg Config) error {
 				all = false
 				continue
 			}
-			st, forged := attribute(&t, st)
-			if forged {
-				log.Print(st.Message)
+			kept, changed := folder.Put(*st)
+			final[t.Key] = kept.Phase.IsTerminal()
+			all = all && final[t.Key]
+			if changed {
+				if err := out.line(plan.ReportLine{Task: &kept}); err != nil {
+					return false, err
+				}
 			}
-			final[t.Key] = terminal(st)
-			if !terminal(st) {
-				all = false
-				// The leader folds step states in at the end; meanwhile show them live.
-				st.Steps = liveSteps(cfg.StateDir, &t)
-			}
-			if err := emit(plan.ReportLine{Task: st}); err != nil {
+		}
+		if all || out.due(time.Now()) {
+			if err := out.snapshot(folder, time.Now()); err != nil {
 				return false, err
 			}
 		}
 		if all {
-			if err := emit(plan.ReportLine{Done: true}); err != nil {
+			if err := out.line(plan.ReportLine{Done: true}); err != nil {
 				return false, err
 			}
 		}
-		return all, w.Flush()
+		return all, out.w.Flush()
 	})
+}
+
+// Snapshot pacing: see runReport.
+const (
+	minSnapshotBytes     = 256 << 10
+	reportSnapshotPeriod = 10 * time.Second
+)
+
+// reportWriter prints report lines and decides when a snapshot is due. Snapshots cost
+// at most as many bytes as the lines printed between them (plus the last one), so the
+// reporter's whole output stays within twice what the state changes themselves take.
+type reportWriter struct {
+	w      *bufio.Writer
+	period time.Duration
+	// since counts the bytes printed since the last snapshot, size what it took, and
+	// last when it was printed.
+	since, size int
+	last        time.Time
+}
+
+func (r *reportWriter) line(l plan.ReportLine) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	r.since += len(b) + 1
+	if _, err := r.w.Write(b); err != nil {
+		return err
+	}
+	return r.w.WriteByte('\n')
+}
+
+// due tells whether the log may have been rotated since the last snapshot without one
+// following: it grew by as much as the last snapshot took, or anything was printed a
+// period ago.
+func (r *reportWriter) due(now time.Time) bool {
+	return r.since > 0 && (r.since >= max(minSnapshotBytes, r.size) || now.Sub(r.last) >= r.period)
+}
+
+func (r *reportWriter) snapshot(f *plan.Folder, now time.Time) error {
+	size := 0
+	for _, l := range f.Snapshot() {
+		before := r.since
+		if err := r.line(l); err != nil {
+			return err
+		}
+		size += r.since - before
+	}
+	r.since, r.size, r.last = 0, size, now
+	return nil
+}
+
+// reportedState reads what task t's own state directory says, attributed to t (a
+// forged file fails t, see attribute), in bounded memory: a status.json over
+// plan.MaxReportBytes fails t without being read, and live step states over it are
+// left out. Nil when t has no state yet.
+func reportedState(stateDir string, t *plan.Task) (*plan.TaskState, error) {
+	st := &plan.TaskState{}
+	ok, err := readJSONBounded(plan.StatusFile(stateDir, t.Key), st)
+	var big *tooBig
+	if errors.As(err, &big) {
+		refused := plan.Refused(plan.TaskState{Key: t.Key}, fmt.Sprintf("task %q: its state file is over %d bytes, more than the reported states of one run may take in all", t.Key, big.max))
+		return &refused, nil
+	}
+	if !ok || err != nil {
+		return nil, err
+	}
+	st, forged := attribute(t, st)
+	if forged {
+		log.Print(st.Message)
+	}
+	if !terminal(st) {
+		// The leader folds step states in at the end; meanwhile show them live.
+		st.Steps = liveSteps(stateDir, t)
+	}
+	return st, nil
 }
 
 func liveSteps(stateDir string, t *plan.Task) []plan.StepState {
 	var out []plan.StepState
 	for j := range t.Steps {
 		var st plan.StepState
-		if ok, _ := readJSON(plan.StepFile(stateDir, t.Key, j), &st); ok {
+		if ok, _ := readJSONBounded(plan.StepFile(stateDir, t.Key, j), &st); ok {
 			out = append(out, st)
 		}
 	}
 	return out
+}
+
+// tooBig is the error of a file over the bound it was read with.
+type tooBig struct {
+	path string
+	max  int
+}
+
+func (e *tooBig) Error() string { return fmt.Sprintf("%s is over %d bytes", e.path, e.max) }
+
+// readJSONBounded is readJSON reading at most plan.MaxReportBytes: a step may write
+// anything into its task's state directory.
+func readJSONBounded(path string, v any) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, plan.MaxReportBytes+1))
+	if err != nil {
+		return false, err
+	}
+	if len(b) > plan.MaxReportBytes {
+		return false, &tooBig{path: path, max: plan.MaxReportBytes}
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decoding %s: %w", path, err)
+	}
+	return true, nil
 }
 
 // runSidecar runs a sidecar for as long as its task is not terminal. Tekton stops

@@ -154,7 +154,7 @@ func PodFailure(in Input) *Ending {
 			}
 			continue
 		}
-		if st, ok := in.Report[t.Key]; ok && st.Phase.IsTerminal() {
+		if finalKnown(in, t) {
 			continue
 		}
 		kind := "step"
@@ -248,11 +248,23 @@ func imageOf(cs []corev1.Container, name string) string {
 
 func allReportedFinal(in Input) bool {
 	for _, t := range in.Tasks {
-		if st, ok := in.Report[t.Key]; !ok || !st.Phase.IsTerminal() {
+		if !finalKnown(in, t) {
 			return false
 		}
 	}
 	return true
+}
+
+// finalKnown tells whether t's final state is known: reported, or written to its
+// TaskRun by an earlier observation of this attempt (the TaskRun is final and names
+// this pod). A report read after the kubelet rotated the reporter's log away may lack
+// it (docs/design.md, "The results channel").
+func finalKnown(in Input, t plan.Task) bool {
+	if st, ok := in.Report[t.Key]; ok && st.Phase.IsTerminal() {
+		return true
+	}
+	tr := in.TaskRuns[t.TaskRun]
+	return tr != nil && in.PodName != "" && tr.Status.PodName == in.PodName && isFinal(tr.Status)
 }
 
 func stepReportedFinal(in Input, t plan.Task, container string) bool {
@@ -273,7 +285,7 @@ func stepReportedFinal(in Input, t plan.Task, container string) bool {
 func unfinishedTasks(in Input) []string {
 	var out []string
 	for _, t := range in.Tasks {
-		if st, ok := in.Report[t.Key]; !ok || !st.Phase.IsTerminal() {
+		if !finalKnown(in, t) {
 			out = append(out, t.PipelineTask)
 		}
 	}

@@ -194,11 +194,16 @@ type StepState struct {
 }
 
 // ReportLine is one line of the reporter container's log (JSON lines). A line carries
-// either one task's latest state or the final marker; the reader folds them, last wins.
-// The log, unlike termination messages (12 KiB per pod), holds results of any
-// size Tekton allows.
+// one task's latest state, a snapshot, or the final marker; the reader folds them, last
+// wins, and a terminal state is final. The log, unlike termination messages (12 KiB per
+// pod), holds results of any size Tekton allows, within the bounds of Limits.
 type ReportLine struct {
 	Task *TaskState `json:"task,omitempty"`
+	// Snapshot re-prints terminal states already printed (all of them, over as many
+	// lines as MaxReportBytes takes), so that the log file the kubelet serves holds them
+	// after it rotated the lines that first carried them away (docs/design.md, "The
+	// results channel").
+	Snapshot []TaskState `json:"snapshot,omitempty"`
 	// Done is set on the last line, once every task of the plan is terminal.
 	Done bool `json:"done,omitempty"`
 }

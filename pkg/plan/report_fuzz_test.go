@@ -15,6 +15,7 @@ func FuzzReadReport(f *testing.F) {
 		"2026-01-02T03:04:05.1Z {\"task\":{\"key\":\"intruder\",\"phase\":\"Succeeded\"}}\n",
 		"\n\r\nnot json\n{\"task\":\n{\"task\":{\"key\":\"\"}}",
 		`{"task":{"key":"a","phase":"Failed","attempts":[{"key":"b"}],"steps":[{"name":"s","exitCode":1}]}}`,
+		`{"snapshot":[{"key":"a","phase":"Succeeded"},{"key":"intruder","phase":"Failed"},{"key":"b"}]}` + "\n",
 	} {
 		f.Add(s)
 	}

@@ -74,11 +74,13 @@ func NewController(opts Options) func(context.Context, configmap.Watcher) *contr
 		if err != nil {
 			logging.FromContext(ctx).Fatalw("Cannot read Tekton's configuration", "error", err)
 		}
-		impl := customrunreconciler.NewImpl(ctx, newReconciler(ctx, opts), func(*controller.Impl) controller.Options {
+		r := newReconciler(ctx, opts)
+		impl := customrunreconciler.NewImpl(ctx, r, func(*controller.Impl) controller.Options {
 			// The generated reconciler puts the store's configuration into the context
 			// of every reconcile (store.ToContext), as Tekton's reconcilers do.
-			return controller.Options{AgentName: ControllerName, PromoteFilterFunc: isOurs, ConfigStore: store}
+			return controller.Options{AgentName: ControllerName, PromoteFilterFunc: isOurs, ConfigStore: store, DemoteFunc: r.demote}
 		})
+		r.follow(impl)
 		watch(ctx, impl)
 		return impl
 	}
@@ -116,7 +118,7 @@ func newReconciler(ctx context.Context, opts Options) *Reconciler {
 			// Tekton's verification of remote Tasks and Pipelines (trusted resources).
 			VerificationPolicies: verificationpolicyinformer.Get(ctx).Lister(),
 		},
-		Reports:         PodLogReports{KubeClient: kc},
+		Reports:         NewFollowers(ctx, PodLogs{KubeClient: kc}, opts.RequeueInterval),
 		Clock:           clock.RealClock{},
 		Bounds:          opts.Bounds,
 		RequeueInterval: opts.RequeueInterval,

@@ -1,19 +1,26 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/controller"
 	"knative.dev/pkg/kmap"
+	"knative.dev/pkg/logging"
 	pkgreconciler "knative.dev/pkg/reconciler"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
@@ -23,11 +30,16 @@ import (
 // Tekton's PipelineRun reason for the same wait.
 const ReasonResolving = string(v1.PipelineRunReasonResolvingPipelineRef)
 
-// start prepares the run attempt and creates what it needs, in the order the pod needs
-// them: child TaskRuns (their UIDs go into the pod), PVCs, then the pod. Every create
-// tolerates AlreadyExists, so a restart at any point resumes without making anything
-// twice. On success a holds the pod, its run record and plan, and the child TaskRuns;
-// an error is classified as pkg/prepare's are (see stopFor).
+// start prepares the run attempt and creates what it needs: child TaskRuns, PVCs and
+// the pod, with nothing serial in the number of tasks on the way to the pod. TaskRun
+// creates run concurrently (maxConcurrentWrites at a time, under the client's rate
+// limit), and the pod is created alongside them: it carries a TaskRun's UID only
+// through $(context.taskRun.uid), so only the TaskRuns whose task uses it are created
+// before the pod is assembled. Every create tolerates AlreadyExists, so a restart at
+// any point resumes without making anything twice (and findOrStart creates TaskRuns a
+// pod outlived, see ensureTaskRuns). On success a holds the pod, its run record and
+// plan, and the child TaskRuns; an error is classified as pkg/prepare's are (see
+// stopFor).
 func (r *Reconciler) start(ctx context.Context, cr *v1beta1.CustomRun, a *runAttempt) error {
 	prep, err := r.Preparer.Prepare(ctx, cr)
 	if err != nil {
@@ -38,38 +50,210 @@ func (r *Reconciler) start(ctx context.Context, cr *v1beta1.CustomRun, a *runAtt
 		cr.Status.SetCondition(prep.Verified)
 	}
 	rec := runRecord{PipelineName: prep.PipelineName, Results: prep.Results, Skipped: prep.Skipped, Matrixed: prep.Matrixed}
-	children := byName(a.taskRuns)
-	uids := map[string]types.UID{}
+	children := &taskRunSet{m: byName(a.taskRuns)}
+	var first, rest []*v1.TaskRun
 	for _, tr := range prep.TaskRuns {
-		got, err := r.getOrCreateTaskRun(ctx, cr, tr)
-		if err != nil {
-			return err
-		}
-		uids[got.Name] = got.UID
-		children[got.Name] = got
-	}
-	out, err := prep.Assemble(ctx, a.number, uids)
-	if err != nil {
-		return err
-	}
-	for _, pvc := range out.PVCs {
-		if _, err := r.KubeClient.CoreV1().PersistentVolumeClaims(cr.Namespace).Create(ctx, pvc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating PersistentVolumeClaim %q: %w", pvc.Name, err)
+		switch {
+		case children.has(tr.Name):
+		case usesTaskRunUID(tr):
+			first = append(first, tr)
+		default:
+			rest = append(rest, tr)
 		}
 	}
-	pod, err := r.createPod(ctx, cr, out.Pod, rec)
-	if err != nil {
+	if err := r.createTaskRuns(ctx, cr, first, children); err != nil {
 		return err
+	}
+	var g errgroup.Group
+	g.Go(func() error { return r.createTaskRuns(ctx, cr, rest, children) })
+	pod, podErr := r.createPodOf(ctx, cr, prep, a.number, children.uids(), rec)
+	if err := g.Wait(); err != nil {
+		var f *prepare.Failure
+		if pod != nil && errors.As(err, &f) {
+			// The run fails for good with a pod already running: stop it.
+			if derr := r.KubeClient.CoreV1().Pods(cr.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{}); derr != nil && !apierrors.IsNotFound(derr) {
+				err = errors.Join(err, fmt.Errorf("deleting pod %q: %w", pod.Name, derr))
+			}
+		}
+		return err
+	}
+	if podErr != nil {
+		return podErr
 	}
 	a.pod, a.podCreated, a.record, a.tasks = pod, true, rec, nil
 	if p, _, err := planOf(pod); err == nil {
 		a.tasks = p.Tasks
 	}
-	a.taskRuns = nil
-	for _, tr := range children {
-		a.taskRuns = append(a.taskRuns, tr)
+	a.taskRuns = children.sorted()
+	return nil
+}
+
+// createPodOf assembles the attempt's pod with the UIDs known and creates it, with its
+// PVCs before it.
+func (r *Reconciler) createPodOf(ctx context.Context, cr *v1beta1.CustomRun, prep *prepare.Prepared, attempt int, uids map[string]types.UID, rec runRecord) (*corev1.Pod, error) {
+	out, err := prep.Assemble(ctx, attempt, uids)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(a.taskRuns, func(i, j int) bool { return a.taskRuns[i].Name < a.taskRuns[j].Name })
+	for _, pvc := range out.PVCs {
+		if _, err := r.KubeClient.CoreV1().PersistentVolumeClaims(cr.Namespace).Create(ctx, pvc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating PersistentVolumeClaim %q: %w", pvc.Name, err)
+		}
+	}
+	return r.createPod(ctx, cr, out.Pod, rec)
+}
+
+// maxConcurrentWrites bounds the API writes one reconcile has in flight (TaskRun
+// creates, TaskRun status updates): as many as the client's burst lets through at once
+// (cmd/controller sizes its rate as Tekton's controller does).
+const maxConcurrentWrites = 20
+
+// taskRunSet collects the child TaskRuns of a run as concurrent creates return them.
+type taskRunSet struct {
+	mu sync.Mutex
+	m  map[string]*v1.TaskRun
+}
+
+func (s *taskRunSet) has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[name]
+	return ok
+}
+
+func (s *taskRunSet) add(tr *v1.TaskRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[tr.Name] = tr
+}
+
+func (s *taskRunSet) uids() map[string]types.UID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]types.UID, len(s.m))
+	for n, tr := range s.m {
+		out[n] = tr.UID
+	}
+	return out
+}
+
+func (s *taskRunSet) sorted() []*v1.TaskRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*v1.TaskRun, 0, len(s.m))
+	for _, tr := range s.m {
+		out = append(out, tr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// createTaskRuns gets or creates trs concurrently; every create is attempted, and the
+// first error returned.
+func (r *Reconciler) createTaskRuns(ctx context.Context, cr *v1beta1.CustomRun, trs []*v1.TaskRun, into *taskRunSet) error {
+	var g errgroup.Group
+	g.SetLimit(maxConcurrentWrites)
+	for _, tr := range trs {
+		g.Go(func() error {
+			got, err := r.getOrCreateTaskRun(ctx, cr, tr)
+			if err != nil {
+				return err
+			}
+			into.add(got)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// contextTaskRunUID is the one reference through which a pod carries its TaskRun's UID.
+const contextTaskRunUID = "$(context.taskRun.uid)"
+
+// usesTaskRunUID tells whether the pod needs tr's UID: Tekton's ApplyContexts puts it
+// where $(context.taskRun.uid) is in the task spec once its parameters are applied
+// (pkg/assemble does both as Tekton's TaskRun reconciler does). StepActions are inlined
+// only as the pod is assembled, so a task with one counts as using it.
+func usesTaskRunUID(tr *v1.TaskRun) bool {
+	ts := tr.Spec.TaskSpec
+	if ts == nil {
+		return true
+	}
+	for _, s := range ts.Steps {
+		if s.Ref != nil {
+			return true
+		}
+	}
+	applied := trresources.ApplyParameters(ts.DeepCopy(), tr, ts.Params...)
+	b, err := json.Marshal(applied)
+	return err != nil || bytes.Contains(b, []byte(contextTaskRunUID))
+}
+
+// ensureTaskRuns creates the child TaskRuns of a's plan that do not exist: a pod is
+// created alongside its TaskRuns, so a controller that stopped in between (or a create
+// that failed and was retried) leaves a pod whose TaskRuns are not all there. Only the
+// informer's view is consulted first; the API server confirms before anything is
+// prepared again. A run that cannot be prepared or whose TaskRuns are refused goes on
+// without them (observing skips a task without its TaskRun); only an error worth
+// retrying is returned.
+func (r *Reconciler) ensureTaskRuns(ctx context.Context, cr *v1beta1.CustomRun, a *runAttempt) error {
+	err := r.createMissingTaskRuns(ctx, cr, a)
+	var f *prepare.Failure
+	if errors.As(err, &f) || errors.Is(err, prepare.ErrInProgress) {
+		logging.FromContext(ctx).Warnw("Cannot create the missing child TaskRuns of a running pod", "error", err)
+		return nil
+	}
+	return err
+}
+
+func (r *Reconciler) createMissingTaskRuns(ctx context.Context, cr *v1beta1.CustomRun, a *runAttempt) error {
+	have := byName(a.taskRuns)
+	missing := false
+	for _, t := range a.tasks {
+		if have[t.TaskRun] == nil {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil
+	}
+	live, err := r.PipelineClient.TektonV1().TaskRuns(cr.Namespace).List(ctx, metav1.ListOptions{LabelSelector: pipeline.CustomRunKey + "=" + cr.Name})
+	if err != nil {
+		return err
+	}
+	for i := range live.Items {
+		if tr := &live.Items[i]; metav1.IsControlledBy(tr, cr) && have[tr.Name] == nil {
+			have[tr.Name] = tr
+		}
+	}
+	var create []string
+	for _, t := range a.tasks {
+		if have[t.TaskRun] == nil {
+			create = append(create, t.TaskRun)
+		}
+	}
+	if len(create) > 0 {
+		prep, err := r.Preparer.Prepare(ctx, cr)
+		if err != nil {
+			return fmt.Errorf("preparing the run again to create its missing TaskRuns %v: %w", create, err)
+		}
+		want := map[string]bool{}
+		for _, n := range create {
+			want[n] = true
+		}
+		var trs []*v1.TaskRun
+		for _, tr := range prep.TaskRuns {
+			if want[tr.Name] {
+				trs = append(trs, tr)
+			}
+		}
+		set := &taskRunSet{m: have}
+		err = r.createTaskRuns(ctx, cr, trs, set)
+		have = set.m
+		if err != nil {
+			return err
+		}
+	}
+	a.taskRuns = (&taskRunSet{m: have}).sorted()
 	return nil
 }
 
@@ -96,6 +280,9 @@ func (r *Reconciler) getOrCreateTaskRun(ctx context.Context, cr *v1beta1.CustomR
 		return owned(cr, got)
 	}
 	created, err := r.PipelineClient.TektonV1().TaskRuns(cr.Namespace).Create(ctx, tr, metav1.CreateOptions{})
+	if err == nil {
+		r.written.wrote(runKey(cr), "", created)
+	}
 	if apierrors.IsAlreadyExists(err) {
 		if created, err = r.PipelineClient.TektonV1().TaskRuns(cr.Namespace).Get(ctx, tr.Name, metav1.GetOptions{}); err == nil {
 			return owned(cr, created)

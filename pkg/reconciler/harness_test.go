@@ -57,6 +57,8 @@ type taskDef struct {
 	// matrix instances share the name; key gets a suffix.
 	matrixIndex int
 	matrixed    bool
+	// usesUID: a step prints $(context.taskRun.uid).
+	usesUID bool
 }
 
 func (d taskDef) key() string {
@@ -86,6 +88,8 @@ type fakePreparer struct {
 	results []v1.PipelineResult
 	err     error
 	calls   int
+	// uids are the TaskRun UIDs the last Assemble was given.
+	uids map[string]types.UID
 }
 
 func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
@@ -114,6 +118,9 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepa
 			tr.Spec.TaskSpec.Steps = append(tr.Spec.TaskSpec.Steps, v1.Step{Name: fmt.Sprintf("s%d", i), Image: "busybox"})
 			pt.Steps = append(pt.Steps, d.container(i))
 		}
+		if d.usesUID {
+			tr.Spec.TaskSpec.Steps[0].Script = "echo $(context.taskRun.uid)"
+		}
 		for i := range d.sidecars {
 			tr.Spec.TaskSpec.Sidecars = append(tr.Spec.TaskSpec.Sidecars, v1.Sidecar{Name: fmt.Sprintf("sc%d", i), Image: "redis"})
 			pt.Sidecars = append(pt.Sidecars, d.sidecar(i))
@@ -127,7 +134,8 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepa
 		p.TaskRuns = append(p.TaskRuns, tr)
 		pl.Tasks = append(pl.Tasks, pt)
 	}
-	p.Assemble = func(_ context.Context, runAttempt int, _ map[string]types.UID) (*assemble.Output, error) {
+	p.Assemble = func(_ context.Context, runAttempt int, uids map[string]types.UID) (*assemble.Output, error) {
+		f.uids = uids
 		encoded, _ := pl.Encode()
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{

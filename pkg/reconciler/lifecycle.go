@@ -45,6 +45,8 @@ func (r *Reconciler) conclude(cr *v1beta1.CustomRun, a *runAttempt, obs *observe
 		r.retry(cr, verdict, now)
 		return controller.NewRequeueImmediately()
 	}
+	// The run is over: its pod's log need not be followed any more.
+	r.forget(cr)
 	if verdict.Succeeded {
 		cr.Status.MarkCustomRunSucceeded(verdict.Reason, "%s", verdict.Message)
 		cr.Status.CompletionTime = &now
@@ -86,6 +88,7 @@ func (r *Reconciler) fail(cr *v1beta1.CustomRun, reason, message string) {
 // finish keeps a finished CustomRun's world consistent: stops pods that must not keep
 // running, and brings back any child TaskRun whose final status was lost.
 func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgreconciler.Event {
+	defer r.forget(cr)
 	a := newRunAttempt(cr)
 	if err := r.deleteEndedPods(ctx, cr, a.number+1); err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"knative.dev/pkg/apis"
 	"knative.dev/pkg/logging"
 
@@ -91,24 +91,32 @@ func planOf(pod *corev1.Pod) (*plan.Plan, runRecord, error) {
 	return p, rec, nil
 }
 
-// PodLogReports reads the reporter container's log through the pods/log API: the one
+// PodLogReports reads the reporter container's log in one request, the whole log the
+// kubelet serves (up to MaxLogReadBytes), folded in bounded memory. The log is the one
 // channel that carries results of any size (termination messages are capped at 12 KiB
-// per pod, hazard 3).
+// per pod, docs/design.md hazard 3). Followers, which the controller uses, read it
+// incrementally instead.
 type PodLogReports struct {
-	KubeClient kubernetes.Interface
+	Source LogSource
 }
 
 var _ ReportReader = PodLogReports{}
 
-// Read implements ReportReader.
+// Read implements ReportReader. States are attributed as the plan's tasks (states of
+// any other key are ignored).
 func (p PodLogReports) Read(ctx context.Context, pod *corev1.Pod) (map[string]plan.TaskState, bool, error) {
-	req := p.KubeClient.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: plan.ReporterContainer})
-	rc, err := req.Stream(ctx)
+	pl, _, err := planOf(pod)
+	if err != nil {
+		return nil, false, err
+	}
+	rc, err := p.Source.Open(ctx, pod, &corev1.PodLogOptions{Container: plan.ReporterContainer, LimitBytes: ptr.To[int64](MaxLogReadBytes)})
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the log of %s/%s container %s: %w", pod.Namespace, pod.Name, plan.ReporterContainer, err)
 	}
 	defer rc.Close()
-	return plan.ReadReport(rc)
+	f := pl.NewFolder(limitsFor(ctx))
+	err = f.Fold(rc)
+	return f.States(), f.Done(), err
 }
 
 // reporterStarted tells whether the reporter container has a log to read.
@@ -124,7 +132,7 @@ func reporterStarted(pod *corev1.Pod) bool {
 // readReport reads the reporter's log once it has one. A pod that is still running and
 // whose log cannot be read is looked at again later rather than observed without its
 // report (which would look like tasks that never ran); a pod that has ended is observed
-// with whatever can be read.
+// with whatever could be read.
 func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[string]plan.TaskState, bool, error) {
 	if pod == nil || !reporterStarted(pod) || r.Reports == nil {
 		return nil, false, nil
@@ -132,7 +140,8 @@ func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[strin
 	states, done, err := r.Reports.Read(ctx, pod)
 	if err != nil {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			return nil, false, nil
+			// What was read before the error, if anything.
+			return states, done, nil
 		}
 		return nil, false, err
 	}

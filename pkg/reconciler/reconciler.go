@@ -12,8 +12,10 @@
 // Files by concern: reconciler.go the flow of one reconcile; lifecycle.go how a run and
 // its attempts end (cancel, timeout, retry, verdict, finished runs); create.go what an
 // attempt creates (TaskRuns, PVCs, pod); status.go the statuses written (CustomRun as
-// stored, child TaskRuns, summary); pod.go the pod (finding it, its plan and run record,
-// its report, readiness, deleting it); controller.go the wiring.
+// stored, child TaskRuns, summary); written.go the TaskRuns written that the informer
+// has not delivered yet; pod.go the pod (finding it, its plan and run record, its
+// report, readiness, deleting it); follow.go following the reporter's log;
+// controller.go the wiring.
 package reconciler
 
 import (
@@ -54,9 +56,11 @@ type Reconciler struct {
 	Reports         ReportReader
 	Clock           clock.PassiveClock
 	Bounds          observe.Bounds
-	// RequeueInterval is how often a running CustomRun is looked at again: the reporter's
-	// log changes without any pod event.
+	// RequeueInterval is how often a running CustomRun is looked at again: Followers
+	// enqueue it as the reporter's log changes; this is the fallback.
 	RequeueInterval time.Duration
+
+	written writtenTaskRuns
 }
 
 var _ customrunreconciler.Interface = (*Reconciler)(nil)
@@ -208,7 +212,10 @@ func (r *Reconciler) findOrStart(ctx context.Context, cr *v1beta1.CustomRun, a *
 	switch {
 	case a.pod != nil:
 		a.podCreated = true
-		return end, a.readPlan()
+		if err := a.readPlan(); err != nil || end != nil {
+			return end, err
+		}
+		return end, r.ensureTaskRuns(ctx, cr, a)
 	case end == nil && a.podCreated:
 		// Recorded as created, now missing: deleted under us. Its plan went with it.
 		a.tasks = observe.TasksFromTaskRuns(a.taskRuns)

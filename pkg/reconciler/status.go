@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"sync"
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/events"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"knative.dev/pkg/apis"
 
@@ -78,7 +81,8 @@ func setSummary(cr *v1beta1.CustomRun, s observe.Summary) error {
 	return nil
 }
 
-// childTaskRuns lists the CustomRun's TaskRuns.
+// childTaskRuns lists the CustomRun's TaskRuns: the informer's, or what this controller
+// wrote last where the informer has not caught up yet (see writtenTaskRuns).
 func (r *Reconciler) childTaskRuns(cr *v1beta1.CustomRun) ([]*v1.TaskRun, error) {
 	trs, err := r.TaskRunLister.TaskRuns(cr.Namespace).List(labels.SelectorFromSet(labels.Set{pipeline.CustomRunKey: cr.Name}))
 	if err != nil {
@@ -91,7 +95,7 @@ func (r *Reconciler) childTaskRuns(cr *v1beta1.CustomRun) ([]*v1.TaskRun, error)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return r.written.fresh(cr, out), nil
 }
 
 func byName(trs []*v1.TaskRun) map[string]*v1.TaskRun {
@@ -102,57 +106,82 @@ func byName(trs []*v1.TaskRun) map[string]*v1.TaskRun {
 	return m
 }
 
-// syncTaskRuns writes every child TaskRun status that differs from the computed one. A
-// conflict means someone else wrote meanwhile: the status is recomputed against what
-// they wrote, so their newer fields are kept and our final status still wins. Each write
-// emits the events Tekton emits for its own TaskRuns. A skipped task's TaskRun that never
-// ran is left as it is, to be deleted (see deleteSkippedTaskRuns).
+// syncTaskRuns writes every child TaskRun status that differs from the computed one,
+// concurrently (maxConcurrentWrites at a time). A conflict means someone else wrote
+// meanwhile: the status is recomputed against what they wrote, so their newer fields
+// are kept and our final status still wins. Each write emits the events Tekton emits
+// for its own TaskRuns. A skipped task's TaskRun that never ran is left as it is, to be
+// deleted (see deleteSkippedTaskRuns).
 func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *observe.Observation) error {
+	var mu sync.Mutex
 	var errs []error
+	var g errgroup.Group
+	g.SetLimit(maxConcurrentWrites)
 	for _, out := range obs.Tasks {
 		tr := in.TaskRuns[out.Task.TaskRun]
 		if !out.Write || tr == nil || equality.Semantic.DeepEqual(tr.Status, out.Status) || skippedNeverRan(out.State, tr) {
 			continue
 		}
-		desired, cur := out.Status, tr
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		g.Go(func() error {
+			if err := r.writeTaskRunStatus(ctx, in, tr, out.Status); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("updating the status of TaskRun %q: %w", tr.Name, err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+// writeTaskRunStatus writes one child TaskRun's status, retrying on conflicts.
+func (r *Reconciler) writeTaskRunStatus(ctx context.Context, in observe.Input, tr *v1.TaskRun, desired v1.TaskRunStatus) error {
+	run := types.NamespacedName{Namespace: tr.Namespace, Name: tr.Labels[pipeline.CustomRunKey]}
+	cur := tr
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if before := cur.ResourceVersion; cur.IsPending() && desired.StartTime != nil {
 			if err := r.releasePending(ctx, &cur, desired); err != nil {
 				return err
 			}
-			next := cur.DeepCopy()
-			next.Status = desired
-			updated, err := r.PipelineClient.TektonV1().TaskRuns(cur.Namespace).UpdateStatus(ctx, next, metav1.UpdateOptions{})
-			if err == nil {
-				emitTaskRunEvents(ctx, cur.Status, updated)
-				cur = updated
-				return nil
-			}
-			if !apierrors.IsConflict(err) {
-				return err
-			}
-			fresh, gerr := r.PipelineClient.TektonV1().TaskRuns(cur.Namespace).Get(ctx, cur.Name, metav1.GetOptions{})
-			if gerr != nil {
-				return gerr
-			}
-			cur = fresh
-			again := in
-			again.TaskRuns = maps.Clone(in.TaskRuns)
-			again.TaskRuns[fresh.Name] = fresh
-			for _, o := range observe.Observe(again).Tasks {
-				if o.Task.TaskRun == fresh.Name {
-					desired = o.Status
-				}
-			}
-			if equality.Semantic.DeepEqual(fresh.Status, desired) {
-				return nil
-			}
-			return err
-		})
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("updating the status of TaskRun %q: %w", tr.Name, err))
+			r.written.wrote(run, before, cur)
 		}
+		next := cur.DeepCopy()
+		next.Status = desired
+		updated, err := r.PipelineClient.TektonV1().TaskRuns(cur.Namespace).UpdateStatus(ctx, next, metav1.UpdateOptions{})
+		if err == nil {
+			emitTaskRunEvents(ctx, cur.Status, updated)
+			r.written.wrote(run, cur.ResourceVersion, updated)
+			cur = updated
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		fresh, gerr := r.PipelineClient.TektonV1().TaskRuns(cur.Namespace).Get(ctx, cur.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return gerr
+		}
+		cur = fresh
+		again := in
+		again.TaskRuns = maps.Clone(in.TaskRuns)
+		again.TaskRuns[fresh.Name] = fresh
+		for _, o := range observe.Observe(again).Tasks {
+			if o.Task.TaskRun == fresh.Name {
+				desired = o.Status
+			}
+		}
+		if equality.Semantic.DeepEqual(fresh.Status, desired) {
+			return nil
+		}
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		r.written.gone(run, tr.Name)
+		return nil
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // releasePending clears spec.status of a child that is about to be given a start time.

@@ -1,24 +1,34 @@
-// Command bench compares, on one cluster, the wall time of the same small Pipelines run
-// through PipelineInPod (a CustomRun with an inline pipelineSpec: one pod) and through
-// Tekton's own PipelineRun controller (a plain PipelineRun: one pod per task), and the
-// floor: one plain Pod whose single container does the same echos.
+// Command bench compares, on one cluster, the wall time and the machine's CPU of the same
+// Pipelines run through PipelineInPod (a CustomRun with an inline pipelineSpec: one pod),
+// through Tekton's own PipelineRun controller (one pod per task), and the floor: one
+// plain Pod with as many containers as the Pipeline has tasks, each just `echo`.
 //
 //	make bench    # = hack/with-cluster.sh go run ./test/bench
 //
-// Scenarios: (A) five sequential tasks of one `echo` step; (C) five parallel tasks and a
-// fan-in task; (D) the floor, one Pod, one container, five echos. Every variant runs once
-// to warm up and then -runs times, interleaved (A-PipelineInPod, A-Tekton, C-..., D, then
-// again), each run in its own namespace, deleted (and waited for) before the next run.
+// Scenarios (-scenarios): seq5, seq20, seq50 (N sequential tasks of one `echo` step),
+// fan5 and fan20 (N parallel tasks and a join after all of them). Tekton runs the
+// scenarios of at most -tekton-max tasks (default 20). Every variant runs once to warm
+// up and then -runs times, interleaved, each run in its own namespace, deleted (and
+// waited for) before the next run.
 //
 // Wall time is measured from just before the Create call to the moment a watch, opened
-// before the Create, delivers the object in its end state:
-//   - PipelineInPod: the CustomRun's Succeeded condition True;
-//   - Tekton: the PipelineRun's Succeeded condition True;
-//   - floor: the container's terminated state visible in the API, and Pod phase Succeeded.
+// before the Create, delivers the object in its end state: the CustomRun's or the
+// PipelineRun's Succeeded condition True, the floor Pod's phase Succeeded. Each run is
+// broken down (Create → pod created → pod running → last task ended → end): pod events
+// as the bench's pod watch delivers them; the last task's end for PipelineInPod as the
+// reporter container printed it (its log's timestamps, the node's clock: the same
+// machine on the local cluster), for Tekton as the last task pod reached Succeeded, for
+// the floor as every container had terminated.
 //
-// It prints the median of each and the ratios PipelineInPod/Tekton and PipelineInPod/floor
-// (floor = Pod phase Succeeded, the like-for-like end point; the ratio against the
-// container's terminated state is printed too).
+// CPU: the CPU-seconds the machine's cluster processes used during each run (from just
+// before the Create to the end point), read from /proc: the API server, etcd, the
+// kubelet, containerd and its shims, Tekton's controller and PipelineInPod's, found
+// through hack/local-cluster's pid files ($PIP_CLUSTER_DIR/run) or, for a controller
+// running in a pod, its cgroup. Components the bench cannot see (another cluster) are
+// left out.
+//
+// It prints the medians of each, and the ratios PipelineInPod/floor and
+// PipelineInPod/Tekton.
 package main
 
 import (
@@ -28,9 +38,8 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"sort"
 	"strings"
-	"text/tabwriter"
+	"sync"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -43,6 +52,7 @@ import (
 	"knative.dev/pkg/apis"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/test/cluster"
 )
 
@@ -50,21 +60,62 @@ var (
 	kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster")
 	runs       = flag.Int("runs", 5, "measured runs of each variant (after one warm-up)")
 	image      = flag.String("image", "docker.io/library/busybox:1.37.0", "the image of every step (a pinned tag; the local cluster's registry serves it)")
-	runLimit   = flag.Duration("timeout", 5*time.Minute, "how long one run may take")
-	only       = flag.String("only", "", "comma-separated variants to run (A-pip,A-tekton,C-pip,C-tekton,D); default all")
+	runLimit   = flag.Duration("timeout", 10*time.Minute, "how long one run may take")
+	only       = flag.String("scenarios", "", "comma-separated scenarios to run (seq5,fan5,seq20,fan20,seq50); default all")
+	variantsF  = flag.String("variants", "pip,tekton,floor", "comma-separated variants to run")
+	tektonMax  = flag.Int("tekton-max", 20, "run Tekton's controller on scenarios of at most this many tasks")
+	clusterDir = flag.String("cluster-dir", envOr("PIP_CLUSTER_DIR", "/var/tmp/pipelineinpod-cluster"), "the local cluster's directory (pid files under run/)")
+	procRoot   = flag.String("proc", "/proc", "the proc file system the cluster's processes are in")
 )
 
-// sample is one measured run: the time to its end point(s).
-type sample struct {
-	end      time.Duration // Succeeded (CustomRun, PipelineRun) or Pod phase Succeeded (floor)
-	term     time.Duration // floor only: the container's terminated state
-	busyPods int           // running pods in other namespaces when the run started
+func envOr(k, d string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return d
 }
 
-type variant struct {
-	name string
-	run  func(ctx context.Context, c *cluster.Clients, ns string) (sample, error)
+// scenario is one Pipeline.
+type scenario struct {
+	key   string
+	title string
+	spec  *v1.PipelineSpec
 }
+
+func (s scenario) tasks() int { return len(s.spec.Tasks) }
+
+func allScenarios() []scenario {
+	return []scenario{
+		{"seq5", "5 sequential tasks", sequential(5)},
+		{"fan5", "5 parallel tasks + join", fanOut(5)},
+		{"seq20", "20 sequential tasks", sequential(20)},
+		{"fan20", "20 parallel tasks + join", fanOut(20)},
+		{"seq50", "50 sequential tasks", sequential(50)},
+	}
+}
+
+// Variants.
+const (
+	pip    = "pip"
+	tekton = "tekton"
+	floor  = "floor"
+)
+
+// sample is one measured run.
+type sample struct {
+	end time.Duration // Succeeded (CustomRun, PipelineRun) or Pod phase Succeeded (floor)
+	phases
+	cpu      map[string]float64 // CPU-seconds per component
+	busyPods int                // running pods in other namespaces when the run started
+}
+
+// phases break a run down, each from just before the Create; zero when not seen.
+type phases struct {
+	podCreated, podRunning, lastTaskEnded time.Duration
+}
+
+// key names one variant of one scenario, e.g. seq20/pip.
+func key(sc, variant string) string { return sc + "/" + variant }
 
 func main() {
 	flag.Parse()
@@ -77,60 +128,67 @@ func main() {
 		fatal(err)
 	}
 	ctx := context.Background()
-
-	variants := []variant{
-		{"A-pip", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
-			return runCustomRun(ctx, c, ns, sequential())
-		}},
-		{"A-tekton", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
-			return runPipelineRun(ctx, c, ns, sequential())
-		}},
-		{"C-pip", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
-			return runCustomRun(ctx, c, ns, fanIn())
-		}},
-		{"C-tekton", func(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
-			return runPipelineRun(ctx, c, ns, fanIn())
-		}},
-		{"D", runFloor},
-	}
-	if *only != "" {
-		want := map[string]bool{}
-		for _, v := range strings.Split(*only, ",") {
-			want[strings.TrimSpace(v)] = true
-		}
-		var kept []variant
-		for _, v := range variants {
-			if want[v.name] {
-				kept = append(kept, v)
-			}
-		}
-		variants = kept
-	}
+	scenarios := selectScenarios(allScenarios(), *only)
+	variants := strings.Split(*variantsF, ",")
+	procs := components(c.Kube, *clusterDir)
 
 	results := map[string][]sample{}
 	suffix := fmt.Sprintf("%04d", rand.Intn(10000)) //nolint:gosec // a name suffix, not a secret
 	for i := 0; i <= *runs; i++ {
-		for _, v := range variants {
-			ns := fmt.Sprintf("bench-%s-%s-%d", strings.ToLower(v.name), suffix, i)
-			s, err := measure(ctx, c, ns, v)
-			label := fmt.Sprintf("run %d", i)
-			if i == 0 {
-				label = "warm-up"
-			}
-			if err != nil {
-				fatal(fmt.Errorf("%s %s (namespace %s): %w", v.name, label, ns, err))
-			}
-			extra := ""
-			if v.name == "D" {
-				extra = fmt.Sprintf(" (container terminated %.2fs)", s.term.Seconds())
-			}
-			fmt.Fprintf(os.Stderr, "bench: %-8s %-7s %6.2fs%s; running pods elsewhere: %d\n", v.name, label, s.end.Seconds(), extra, s.busyPods)
-			if i > 0 {
-				results[v.name] = append(results[v.name], s)
+		for _, sc := range scenarios {
+			for _, v := range variants {
+				if v == tekton && sc.tasks() > *tektonMax {
+					continue
+				}
+				ns := fmt.Sprintf("bench-%s-%s-%s-%d", sc.key, v, suffix, i)
+				s, err := measure(ctx, c, ns, procs, func(ctx context.Context, ns string) (sample, error) {
+					return run(ctx, c, ns, v, sc)
+				})
+				label := fmt.Sprintf("run %d", i)
+				if i == 0 {
+					label = "warm-up"
+				}
+				if err != nil {
+					fatal(fmt.Errorf("%s %s (namespace %s): %w", key(sc.key, v), label, ns, err))
+				}
+				fmt.Fprintf(os.Stderr, "bench: %-13s %-7s %7.2fs  %s  cpu %.2fs; running pods elsewhere: %d\n",
+					key(sc.key, v), label, s.end.Seconds(), s.phases, total(s.cpu), s.busyPods)
+				if i > 0 {
+					results[key(sc.key, v)] = append(results[key(sc.key, v)], s)
+				}
 			}
 		}
 	}
-	report(results)
+	fmt.Print(report(scenarios, results, *runs))
+}
+
+func selectScenarios(all []scenario, names string) []scenario {
+	if names == "" {
+		return all
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(names, ",") {
+		want[strings.TrimSpace(n)] = true
+	}
+	var out []scenario
+	for _, s := range all {
+		if want[s.key] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func run(ctx context.Context, c *cluster.Clients, ns, variant string, sc scenario) (sample, error) {
+	switch variant {
+	case pip:
+		return runCustomRun(ctx, c, ns, sc.spec)
+	case tekton:
+		return runPipelineRun(ctx, c, ns, sc.spec)
+	case floor:
+		return runFloor(ctx, c, ns, sc.tasks())
+	}
+	return sample{}, fmt.Errorf("unknown variant %q", variant)
 }
 
 func fatal(err error) {
@@ -138,9 +196,10 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
-// measure runs one variant in a fresh namespace and deletes the namespace afterwards,
-// waiting until it is gone so that cleaning up never overlaps the next measurement.
-func measure(ctx context.Context, c *cluster.Clients, ns string, v variant) (sample, error) {
+// measure runs one variant in a fresh namespace, sampling the cluster processes' CPU
+// around it, and deletes the namespace afterwards, waiting until it is gone so that
+// cleaning up never overlaps the next measurement.
+func measure(ctx context.Context, c *cluster.Clients, ns string, procs []component, run func(context.Context, string) (sample, error)) (sample, error) {
 	created, err := c.CreateNamespace(ctx, ns)
 	if created {
 		defer deleteNamespace(c, ns)
@@ -151,7 +210,10 @@ func measure(ctx context.Context, c *cluster.Clients, ns string, v variant) (sam
 	busy := runningPodsElsewhere(ctx, c, ns)
 	rctx, cancel := context.WithTimeout(ctx, *runLimit)
 	defer cancel()
-	s, err := v.run(rctx, c, ns)
+	p := procFS{root: *procRoot}
+	before := sampleCPU(ctx, p, procs)
+	s, err := run(rctx, ns)
+	s.cpu = cpuSeconds(before, sampleCPU(ctx, p, procs))
 	s.busyPods = busy
 	return s, err
 }
@@ -162,7 +224,7 @@ func deleteNamespace(c *cluster.Clients, ns string) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return
 	}
-	_, _ = cluster.Poll(ctx, 2*time.Minute, "namespace "+ns+" to be gone", func(ctx context.Context) (bool, string) {
+	_, _ = cluster.Poll(ctx, 5*time.Minute, "namespace "+ns+" to be gone", func(ctx context.Context) (bool, string) {
 		_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -194,10 +256,10 @@ func echoTask(name, text string, runAfter ...string) v1.PipelineTask {
 	}
 }
 
-// sequential is scenario A: five tasks, one after the other, each one `echo` step.
-func sequential() *v1.PipelineSpec {
+// sequential is n tasks, one after the other, each one `echo` step.
+func sequential(n int) *v1.PipelineSpec {
 	spec := &v1.PipelineSpec{}
-	for i := 1; i <= 5; i++ {
+	for i := 1; i <= n; i++ {
 		var after []string
 		if i > 1 {
 			after = []string{fmt.Sprintf("t%d", i-1)}
@@ -207,11 +269,11 @@ func sequential() *v1.PipelineSpec {
 	return spec
 }
 
-// fanIn is scenario C: five parallel tasks and a task after all of them.
-func fanIn() *v1.PipelineSpec {
+// fanOut is n parallel tasks and a join task after all of them.
+func fanOut(n int) *v1.PipelineSpec {
 	spec := &v1.PipelineSpec{}
 	var all []string
-	for i := 1; i <= 5; i++ {
+	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("p%d", i)
 		all = append(all, name)
 		spec.Tasks = append(spec.Tasks, echoTask(name, fmt.Sprintf("parallel %d", i)))
@@ -220,7 +282,91 @@ func fanIn() *v1.PipelineSpec {
 	return spec
 }
 
+// floorPod is one plain Pod with n containers, each just `echo`: what the kubelet
+// alone takes to run as many containers.
+func floorPod(n int) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever},
+	}
+	for i := 1; i <= n; i++ {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+			Name: fmt.Sprintf("c%d", i), Image: *image, ImagePullPolicy: corev1.PullIfNotPresent,
+			Command: []string{"echo", fmt.Sprintf("task %d", i)},
+		})
+	}
+	return pod
+}
+
 // The variants.
+
+// podWatch records, from a watch of the run's namespace opened before the Create, when
+// the first pod was created and ran, and when the last pod had every container ended.
+type podWatch struct {
+	mu                         sync.Mutex
+	created, running, lastDone time.Time
+	done                       map[string]bool
+	stop                       func()
+}
+
+func watchPods(ctx context.Context, c *cluster.Clients, ns string) (*podWatch, error) {
+	w, err := c.Kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil, err
+	}
+	pw := &podWatch{done: map[string]bool{}, stop: w.Stop}
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok {
+				pw.observe(p, time.Now())
+			}
+		}
+	}()
+	return pw, nil
+}
+
+func (pw *podWatch) observe(p *corev1.Pod, at time.Time) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if pw.created.IsZero() {
+		pw.created = at
+	}
+	if p.Status.Phase == corev1.PodRunning && pw.running.IsZero() {
+		pw.running = at
+	}
+	if !pw.done[p.Name] && allTerminated(p) {
+		pw.done[p.Name], pw.lastDone = true, at
+	}
+}
+
+func allTerminated(p *corev1.Pod) bool {
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return true
+	}
+	if len(p.Status.ContainerStatuses) < len(p.Spec.Containers) {
+		return false
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Terminated == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// phases are the pod events from start.
+func (pw *podWatch) phases(start time.Time) phases {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return phases{podCreated: since(start, pw.created), podRunning: since(start, pw.running), lastTaskEnded: since(start, pw.lastDone)}
+}
+
+func since(start, t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Sub(start)
+}
 
 // runCustomRun runs the pipeline through PipelineInPod: a CustomRun whose customSpec
 // carries the pipelineSpec. End point: the CustomRun's Succeeded condition True.
@@ -236,6 +382,11 @@ func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.P
 		},
 	}
 	cr.Spec.CustomSpec.APIVersion, cr.Spec.CustomSpec.Kind = v1alpha1.APIVersion, v1alpha1.Kind
+	pods, err := watchPods(ctx, c, ns)
+	if err != nil {
+		return sample{}, err
+	}
+	defer pods.stop()
 	w, err := c.Tekton.TektonV1beta1().CustomRuns(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		return sample{}, err
@@ -252,7 +403,15 @@ func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.P
 		}
 		return succeeded(got.Status.GetCondition(apis.ConditionSucceeded), "CustomRun")
 	})
-	return sample{end: end.Sub(start)}, err
+	s := sample{end: end.Sub(start), phases: pods.phases(start)}
+	s.lastTaskEnded = 0
+	// The last task's end as the reporter printed it.
+	if log, lerr := c.Kube.CoreV1().Pods(ns).GetLogs(plan.PodName(cr.Name, 0), &corev1.PodLogOptions{Container: plan.ReporterContainer, Timestamps: true}).DoRaw(ctx); lerr == nil {
+		if t, ok := lastTaskEnded(string(log)); ok {
+			s.lastTaskEnded = t.Sub(start)
+		}
+	}
+	return s, err
 }
 
 // runPipelineRun runs the pipeline through Tekton's PipelineRun controller. End point:
@@ -265,6 +424,11 @@ func runPipelineRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1
 			TaskRunTemplate: v1.PipelineTaskRunTemplate{ServiceAccountName: cluster.DefaultServiceAccount},
 		},
 	}
+	pods, err := watchPods(ctx, c, ns)
+	if err != nil {
+		return sample{}, err
+	}
+	defer pods.stop()
 	w, err := c.Tekton.TektonV1().PipelineRuns(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		return sample{}, err
@@ -281,22 +445,18 @@ func runPipelineRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1
 		}
 		return succeeded(got.Status.GetCondition(apis.ConditionSucceeded), "PipelineRun")
 	})
-	return sample{end: end.Sub(start)}, err
+	return sample{end: end.Sub(start), phases: pods.phases(start)}, err
 }
 
-// runFloor runs one plain Pod whose single container does the five echos. End points:
-// the container's terminated state, and the Pod phase Succeeded.
-func runFloor(ctx context.Context, c *cluster.Clients, ns string) (sample, error) {
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
-		Spec: corev1.PodSpec{
-			RestartPolicy: corev1.RestartPolicyNever,
-			Containers: []corev1.Container{{
-				Name: "echo", Image: *image, ImagePullPolicy: corev1.PullIfNotPresent,
-				Command: []string{"sh", "-c", "echo task 1; echo task 2; echo task 3; echo task 4; echo task 5"},
-			}},
-		},
+// runFloor runs one plain Pod with n containers, each just `echo`. End point: the Pod's
+// phase Succeeded.
+func runFloor(ctx context.Context, c *cluster.Clients, ns string, n int) (sample, error) {
+	pod := floorPod(n)
+	pods, err := watchPods(ctx, c, ns)
+	if err != nil {
+		return sample{}, err
 	}
+	defer pods.stop()
 	w, err := c.Kube.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		return sample{}, err
@@ -306,16 +466,10 @@ func runFloor(ctx context.Context, c *cluster.Clients, ns string) (sample, error
 	if _, err := c.Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return sample{}, err
 	}
-	var term time.Time
 	end, err := until(ctx, w, func(o runtime.Object) (bool, error) {
 		p, ok := o.(*corev1.Pod)
 		if !ok {
 			return false, nil
-		}
-		for _, s := range p.Status.ContainerStatuses {
-			if s.State.Terminated != nil && term.IsZero() {
-				term = time.Now()
-			}
 		}
 		switch p.Status.Phase {
 		case corev1.PodSucceeded:
@@ -325,10 +479,7 @@ func runFloor(ctx context.Context, c *cluster.Clients, ns string) (sample, error
 		}
 		return false, nil
 	})
-	if term.IsZero() {
-		term = end
-	}
-	return sample{end: end.Sub(start), term: term.Sub(start)}, err
+	return sample{end: end.Sub(start), phases: pods.phases(start)}, err
 }
 
 // until reads the watch until done says so, and returns when that event arrived.
@@ -361,94 +512,4 @@ func succeeded(c *apis.Condition, kind string) (bool, error) {
 		return false, fmt.Errorf("%s failed: %s: %s", kind, c.Reason, c.Message)
 	}
 	return true, nil
-}
-
-// The report.
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func ends(ss []sample, term bool) []time.Duration {
-	var out []time.Duration
-	for _, s := range ss {
-		if term {
-			out = append(out, s.term)
-		} else {
-			out = append(out, s.end)
-		}
-	}
-	return out
-}
-
-func secs(d time.Duration) string {
-	if d == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2fs", d.Seconds())
-}
-
-func ratio(a, b time.Duration) string {
-	if a == 0 || b == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f", a.Seconds()/b.Seconds())
-}
-
-func report(results map[string][]sample) {
-	floorEnd, floorTerm := median(ends(results["D"], false)), median(ends(results["D"], true))
-	n := 0
-	for _, ss := range results {
-		if len(ss) > n {
-			n = len(ss)
-		}
-	}
-	fmt.Printf("\nbench: median wall time of %d runs each (after 1 warm-up), from just before Create to the end point seen by a watch\n\n", n)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tPipelineInPod\tTekton\tPiP/Tekton\tPiP/floor\tPiP/floor(terminated)")
-	for _, sc := range []struct{ key, name string }{{"A", "A  5 sequential tasks, 1 echo step each"}, {"C", "C  5 parallel tasks + 1 fan-in task"}} {
-		pip, tek := median(ends(results[sc.key+"-pip"], false)), median(ends(results[sc.key+"-tekton"], false))
-		if pip == 0 && tek == 0 {
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sc.name, secs(pip), secs(tek), ratio(pip, tek), ratio(pip, floorEnd), ratio(pip, floorTerm))
-	}
-	tw.Flush()
-	if floorEnd != 0 {
-		fmt.Printf("D  floor: 1 Pod, 1 container, 5 echos: container terminated %s, Pod phase Succeeded %s\n", secs(floorTerm), secs(floorEnd))
-	}
-	fmt.Println(`
-end points: PipelineInPod = the CustomRun's Succeeded condition True; Tekton = the PipelineRun's Succeeded
-condition True; floor = the container's terminated state visible in the API ("terminated") and the Pod's phase
-Succeeded. PiP/floor divides by the floor's Pod phase Succeeded; PiP/floor(terminated) by its container's
-terminated state.`)
-	fmt.Println("\nsamples (s):")
-	var keys []string
-	for k := range results {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		var parts []string
-		for _, s := range results[k] {
-			if k == "D" {
-				parts = append(parts, fmt.Sprintf("%.2f/%.2f", s.term.Seconds(), s.end.Seconds()))
-			} else {
-				parts = append(parts, fmt.Sprintf("%.2f", s.end.Seconds()))
-			}
-		}
-		note := ""
-		if k == "D" {
-			note = " (terminated/Pod Succeeded)"
-		}
-		fmt.Printf("  %-9s %s%s\n", k, strings.Join(parts, " "), note)
-	}
 }
