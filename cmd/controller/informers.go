@@ -45,7 +45,10 @@ func (w withoutInformers) GetInformers() []injection.InformerInjector {
 }
 
 // SetupInformers is knative's (injection's impl.SetupInformers), through the filtered
-// GetInformers: the embedded one would call its own.
+// GetInformers: the embedded one would call its own. Each injector returns ctx with its
+// client or informer added, so ctx grows in the loops by design, as in knative's.
+//
+//nolint:fatcontext // see above
 func (w withoutInformers) SetupInformers(ctx context.Context, cfg *rest.Config) (context.Context, []controller.Informer) {
 	for _, ci := range w.GetClients() {
 		ctx = ci(ctx, cfg)

@@ -224,16 +224,16 @@ func newHarness(t *testing.T, cr *v1beta1.CustomRun, tasks ...taskDef) *harness 
 func admitTaskRun(tekton *tektonfake.Clientset) ktesting.ReactionFunc {
 	return func(a ktesting.Action) (bool, runtime.Object, error) {
 		ctx := context.Background()
-		var tr *v1.TaskRun
-		switch a := a.(type) {
-		case ktesting.CreateAction:
-			tr, _ = a.GetObject().(*v1.TaskRun)
-		case ktesting.UpdateAction:
-			tr, _ = a.GetObject().(*v1.TaskRun)
-			if tr != nil {
-				if old, err := tekton.Tracker().Get(a.GetResource(), a.GetNamespace(), tr.Name); err == nil {
-					ctx = apis.WithinUpdate(ctx, old)
-				}
+		// By verb: Create- and UpdateAction have the same methods, so a type switch
+		// cannot tell them apart.
+		oa, ok := a.(interface{ GetObject() runtime.Object })
+		if !ok {
+			return false, nil, nil
+		}
+		tr, _ := oa.GetObject().(*v1.TaskRun)
+		if tr != nil && a.GetVerb() == "update" {
+			if old, err := tekton.Tracker().Get(a.GetResource(), a.GetNamespace(), tr.Name); err == nil {
+				ctx = apis.WithinUpdate(ctx, old)
 			}
 		}
 		if tr == nil {
