@@ -40,12 +40,13 @@ kc -n $NS rollout status $DEPLOY --timeout=300s >&2
 # The webhook fills its certificate into the webhook configurations and the CRDs' conversion; admission works
 # once a dry-run create goes through it (defaulting sets the TaskRun's serviceAccountName).
 admits() {
-  kc create --dry-run=server -o jsonpath='{.spec.serviceAccountName}' -f - <<'YAML' 2>/dev/null | grep -q default
+  [ "$(kc create --dry-run=server -o jsonpath='{.spec.serviceAccountName}' -f - 2>/dev/null <<'YAML'
 apiVersion: tekton.dev/v1
 kind: TaskRun
 metadata: {name: webhook-probe, namespace: default}
 spec: {taskSpec: {steps: [{name: s, image: busybox, script: "true"}]}}
 YAML
+  )" = default ]
 }
 wait_until 120 "Tekton webhook admitting" admits
 echo "$TEKTON_VERSION" > "$stamp"
