@@ -141,11 +141,8 @@ func (r *Reconciler) writeTaskRunStatus(ctx context.Context, in observe.Input, t
 	run := types.NamespacedName{Namespace: tr.Namespace, Name: tr.Labels[pipeline.CustomRunKey]}
 	cur := tr
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if before := cur.ResourceVersion; cur.IsPending() && desired.StartTime != nil {
-			if err := r.releasePending(ctx, &cur, desired); err != nil {
-				return err
-			}
-			r.written.wrote(run, before, cur)
+		if err := r.releasePending(ctx, run, &cur, desired); err != nil {
+			return err
 		}
 		next := cur.DeepCopy()
 		next.Status = desired
@@ -190,7 +187,8 @@ func (r *Reconciler) writeTaskRunStatus(ctx context.Context, in observe.Input, t
 // the status subresource's included) refuses a Pending TaskRun that has started. Only
 // spec.status changes, which Tekton's ValidateUpdate allows before a TaskRun is done;
 // spec.managedBy still keeps Tekton's own TaskRun reconciler away from the child.
-func (r *Reconciler) releasePending(ctx context.Context, cur **v1.TaskRun, desired v1.TaskRunStatus) error {
+// The spec write is remembered with the run's other writes (r.written).
+func (r *Reconciler) releasePending(ctx context.Context, run types.NamespacedName, cur **v1.TaskRun, desired v1.TaskRunStatus) error {
 	if !(*cur).IsPending() || desired.StartTime == nil {
 		return nil
 	}
@@ -201,6 +199,7 @@ func (r *Reconciler) releasePending(ctx context.Context, cur **v1.TaskRun, desir
 	if err != nil {
 		return err
 	}
+	r.written.wrote(run, (*cur).ResourceVersion, updated)
 	*cur = updated
 	return nil
 }
