@@ -100,7 +100,14 @@ func (r *Reconciler) createPodOf(ctx context.Context, cr *v1beta1.CustomRun, pre
 			return nil, fmt.Errorf("creating PersistentVolumeClaim %q: %w", pvc.Name, err)
 		}
 	}
-	return r.createPod(ctx, cr, out.Pod, rec)
+	pod, err := r.createPod(ctx, cr, out.Pod, rec)
+	if err == nil && readyAtCreate(out.Pod, pod, out.Plan) {
+		if err := r.patchReady(ctx, pod); err != nil {
+			// The ordinary path (markReady, once the pod runs) still releases it.
+			logging.FromContext(ctx).Warnw("Cannot mark the pod ready at creation", "pod", pod.Name, "error", err)
+		}
+	}
+	return pod, err
 }
 
 // maxConcurrentWrites bounds the API writes one reconcile has in flight (TaskRun

@@ -315,3 +315,40 @@ func TestTaskRunRefusedDeletesThePod(t *testing.T) {
 		t.Errorf("%d pods left running", pods)
 	}
 }
+
+// Where admission may inject sidecars (Tekton's default), a pod created with exactly the
+// containers sent and no sidecars of its tasks is marked ready at once; one that came
+// back with an injected container waits until every container runs, as Tekton's does.
+func TestReadyAtCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inject bool
+		tasks  []taskDef
+		want   string
+	}{
+		{name: "nothing injected, no sidecars", tasks: []taskDef{{name: "a", steps: 1}, {name: "b", steps: 2}}, want: plan.ReadyAnnotationValue},
+		{name: "a container injected", inject: true, tasks: []taskDef{{name: "a", steps: 1}}},
+		{name: "a task's sidecar", tasks: []taskDef{withSC}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, newCustomRun("run"), tc.tasks...)
+			h.prep.injectedSidecars = true
+			if tc.inject {
+				h.kube.PrependReactor("create", "pods", func(a ktesting.Action) (bool, runtime.Object, error) {
+					p := a.(ktesting.CreateAction).GetObject().(*corev1.Pod)
+					p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "istio-proxy", Image: "proxy"})
+					return false, nil, nil
+				})
+			}
+			h.reconcile()
+			if got := h.pod(0).Annotations[plan.ReadyAnnotation]; got != tc.want {
+				t.Fatalf("ready annotation after create = %q, want %q", got, tc.want)
+			}
+			h.setPod(0, running)
+			h.reconcile()
+			if got := h.pod(0).Annotations[plan.ReadyAnnotation]; got != plan.ReadyAnnotationValue {
+				t.Errorf("ready annotation once every container runs = %q", got)
+			}
+		})
+	}
+}

@@ -90,6 +90,9 @@ type fakePreparer struct {
 	calls   int
 	// uids are the TaskRun UIDs the last Assemble was given.
 	uids map[string]types.UID
+	// injectedSidecars plays Tekton's running-in-environment-with-injected-sidecars
+	// (its default): the pod never starts ready.
+	injectedSidecars bool
 }
 
 func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
@@ -153,7 +156,7 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepa
 			sidecars = sidecars || len(t.Sidecars) > 0
 		}
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: plan.ReporterContainer, Image: "pip"})
-		if !sidecars {
+		if !sidecars && !f.injectedSidecars {
 			pod.Annotations[plan.ReadyAnnotation] = plan.ReadyAnnotationValue
 		}
 		return &assemble.Output{Pod: pod, TaskRuns: p.TaskRuns, Plan: &pl}, nil

@@ -171,6 +171,11 @@ func (r *Reconciler) markReady(ctx context.Context, pod *corev1.Pod, tasks []pla
 			}
 		}
 	}
+	return r.patchReady(ctx, pod)
+}
+
+// patchReady sets Tekton's ready annotation on pod.
+func (r *Reconciler) patchReady(ctx context.Context, pod *corev1.Pod) error {
 	if _, ok := pod.Annotations[plan.ReadyAnnotation]; ok {
 		return podconvert.UpdateReady(ctx, r.KubeClient, *pod)
 	}
@@ -178,6 +183,40 @@ func (r *Reconciler) markReady(ctx context.Context, pod *corev1.Pod, tasks []pla
 	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, plan.ReadyAnnotation, plan.ReadyAnnotationValue))
 	_, err := r.KubeClient.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	return err
+}
+
+// readyAtCreate tells whether the pod can be marked ready as soon as it is created.
+// Tekton's pod builder leaves the annotation unset when a task has sidecars or when the
+// cluster says admission may inject some (feature flag
+// running-in-environment-with-injected-sidecars, true by default), and its reconciler
+// sets it once every container runs: with 50 tasks, the first step then waits for the
+// last container to start and for the kubelet to refresh the downward API volume,
+// seconds in all (docs/design.md, "Starting the first task"). Injection happens only at
+// admission and a pod's containers never change after it, so the pod the API server
+// returns from the create says it all: when it holds exactly the containers sent and no
+// task has sidecars, nothing can ever need waiting for.
+func readyAtCreate(sent, created *corev1.Pod, p *plan.Plan) bool {
+	if created == nil || sent.Annotations[plan.ReadyAnnotation] == plan.ReadyAnnotationValue {
+		return false
+	}
+	for _, t := range p.Tasks {
+		if len(t.Sidecars) > 0 {
+			return false
+		}
+	}
+	return sameNames(sent.Spec.Containers, created.Spec.Containers) && sameNames(sent.Spec.InitContainers, created.Spec.InitContainers)
+}
+
+func sameNames(a, b []corev1.Container) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name {
+			return false
+		}
+	}
+	return true
 }
 
 // deleteEndedPods deletes the pods of ended run attempts (the first n) that must not keep
