@@ -174,6 +174,10 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 serializeImagePulls: false
+# Rotate container logs early and often (the kubelet's defaults: 10Mi, checked every 10s), so that the e2e tests
+# cross a rotation of the reporter's log (docs/design.md, "The results channel").
+containerLogMaxSize: 128Ki
+containerLogMonitorInterval: 3s
 maxPods: 110
 kubeAPIQPS: 50
 kubeAPIBurst: 100
