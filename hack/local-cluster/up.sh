@@ -175,7 +175,8 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 serializeImagePulls: false
 # Rotate container logs early and often (the kubelet's defaults: 10Mi, checked every 10s), so that the e2e tests
-# cross a rotation of the reporter's log (docs/design.md, "The results channel").
+# cross a rotation of the reporter's log. A snapshot of the reporter must fit in one file (docs/design.md, "The
+# results channel"): the e2e runs' do; a cluster that runs large results needs at least plan.MaxReportBytes.
 containerLogMaxSize: 128Ki
 containerLogMonitorInterval: 3s
 maxPods: 110

@@ -391,8 +391,9 @@ func (e *env) diagnose() {
 
 // controllerNamespace and controllerSelector find the controller config/ deploys.
 const (
-	controllerNamespace = "pipelineinpod"
-	controllerSelector  = "app.kubernetes.io/name=controller,app.kubernetes.io/part-of=pipelineinpod"
+	controllerNamespace  = "pipelineinpod"
+	controllerDeployment = "pipelineinpod-controller"
+	controllerSelector   = "app.kubernetes.io/name=controller,app.kubernetes.io/part-of=pipelineinpod"
 )
 
 // controllerLog opens the controller's log: the in-cluster controller's pods' (config/'s

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 
@@ -77,60 +79,67 @@ func TestForgedStateIsRefused(t *testing.T) {
 }
 
 // rotationSpec makes the reporter's log outgrow the local cluster's containerLogMaxSize
-// (hack/local-cluster/up.sh: 128Ki, rotated every 3 s): 10 parallel tasks of 8 results of
-// 3000 bytes, each printed in its task's final line and again in snapshot lines, then a
-// task that holds the pod long enough for the kubelet to rotate the log.
+// (hack/local-cluster/up.sh: 128Ki, rotated every 3 s): 6 parallel tasks of 4 results of
+// 3000 bytes, printed in each task's final line and again in the snapshot lines (72 KB
+// each: a snapshot must fit in one log file, docs/design.md "The results channel"), then
+// a task that holds the pod long enough for the kubelet to rotate the log.
+const rotationTasks, rotationResults = 6, 4
+
 func rotationSpec() string {
 	var b strings.Builder
 	b.WriteString("pipelineSpec:\n  tasks:\n")
 	var names []string
-	for i := range 10 {
+	for i := range rotationTasks {
 		name := fmt.Sprintf("big%d", i)
 		names = append(names, name)
 		fmt.Fprintf(&b, "  - name: %s\n    taskSpec:\n      results:\n", name)
 		var script strings.Builder
-		for j := range 8 {
+		for j := range rotationResults {
 			fmt.Fprintf(&b, "      - {name: r%d}\n", j)
 			fmt.Fprintf(&script, "head -c 2990 /dev/zero | tr '\\0' %c > $(results.r%d.path); printf -- '-%s-%d' >> $(results.r%d.path)\n", 'a'+rune(i), j, name, j, j)
 		}
-		fmt.Fprintf(&b, "      steps:\n      - name: write\n        image: %s\n        script: |\n", busybox)
+		fmt.Fprintf(&b, "      steps:\n      - name: write\n        image: %s\n        script: |\n          sleep 4\n", busybox)
 		for _, l := range strings.Split(strings.TrimSpace(script.String()), "\n") {
 			b.WriteString("          " + l + "\n")
 		}
 	}
-	fmt.Fprintf(&b, "  - name: hold\n    runAfter: [%s]\n    taskSpec:\n      steps:\n      - {name: wait, image: %s, script: 'sleep 25'}\n",
+	fmt.Fprintf(&b, "  - name: hold\n    runAfter: [%s]\n    taskSpec:\n      steps:\n      - {name: wait, image: %s, script: 'sleep 40'}\n",
 		strings.Join(names, ", "), busybox)
 	return b.String()
 }
 
-// The reporter's log is rotated by the kubelet and the controller restarts while the run
-// goes on: the new controller reads only the current log file (pods/log serves no
-// other), and still gets every task's final state and results (docs/design.md, "The
-// results channel").
+// The reporter's log is rotated while no controller runs: the controller that starts
+// then reads only the current log file (pods/log serves no other), and still gets every
+// task's final state and results from the reporter's snapshot lines (docs/design.md,
+// "The results channel").
 func TestReportSurvivesRotationAndControllerRestart(t *testing.T) {
 	e := newEnv(t)
 	cr := e.createCustomRun(inlineCustomRun(t, "rotation-", rotationSpec()))
-	e.waitTaskRunning(cr.Name, "hold")
+	e.waitTaskRunning(cr.Name, "big0")
 	pod := e.onePod(cr.Name)
+	scaleController(t, e, 0)
 	logDir := filepath.Join(clusterDir(), "run", "pod-logs", fmt.Sprintf("%s_%s_%s", e.ns, pod.Name, pod.UID), "step-pip-reporter")
-	rotated := func() (bool, string) {
-		files, _ := filepath.Glob(filepath.Join(logDir, "0.log.*"))
-		return len(files) > 0, fmt.Sprintf("no rotated file in %s", logDir)
-	}
 	if _, err := os.Stat(logDir); err == nil {
-		e.poll(40*time.Second, "the kubelet to rotate the reporter's log", rotated)
+		e.poll(time.Minute, "the kubelet to rotate the reporter's log", func() (bool, string) {
+			files, _ := filepath.Glob(filepath.Join(logDir, "0.log.*"))
+			return len(files) > 0, fmt.Sprintf("no rotated file in %s", logDir)
+		})
 	} else {
 		t.Logf("%s: %v; not the local cluster, rotation not checked", logDir, err)
+		time.Sleep(20 * time.Second)
 	}
-	restartController(t, e)
+	scaleController(t, e, 1)
+	if cr, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).Get(e.ctx, cr.Name, metav1.GetOptions{}); err != nil || cr.IsDone() {
+		t.Fatalf("CustomRun %s ended (or cannot be read: %v) before the controller came back: the test proves nothing", cr.Name, err)
+	}
 
 	cr, took := e.waitCustomRunDone(cr.Name, runLimit)
-	t.Logf("CustomRun %s done after %s", cr.Name, took.Round(time.Millisecond))
+	t.Logf("CustomRun %s done %s after the controller came back", cr.Name, took.Round(time.Millisecond))
 	if c := cr.Status.GetCondition(apis.ConditionSucceeded); !c.IsTrue() {
 		t.Fatalf("CustomRun %s: want True, got %s", cr.Name, cluster.ConditionString(c))
 	}
 	trs := e.childTaskRuns(cr.Name)
-	for i := range 10 {
+	for i := range rotationTasks {
 		name := fmt.Sprintf("big%d", i)
 		tr := trs[name]
 		if tr == nil {
@@ -141,7 +150,7 @@ func TestReportSurvivesRotationAndControllerRestart(t *testing.T) {
 			t.Errorf("TaskRun %s: want True, got %s", tr.Name, cluster.ConditionString(c))
 		}
 		got := trResults(tr)
-		for j := range 8 {
+		for j := range rotationResults {
 			want := strings.Repeat(string('a'+rune(i)), 2990) + fmt.Sprintf("-%s-%d", name, j)
 			if v := got[fmt.Sprintf("r%d", j)]; v != want {
 				t.Errorf("TaskRun %s: result r%d has %d bytes ending %q, want %d ending %q", tr.Name, j, len(v), tail(v, 12), len(want), tail(want, 12))
@@ -150,36 +159,50 @@ func TestReportSurvivesRotationAndControllerRestart(t *testing.T) {
 	}
 }
 
-// restartController deletes the controller's pods and waits for a new one to run.
-func restartController(t *testing.T, e *env) {
+// scaleController sets the replicas of the controller's Deployment and waits until that
+// many pods are ready and no other is left; the test's end brings back one replica.
+func scaleController(t *testing.T, e *env, replicas int32) {
 	t.Helper()
-	pods, err := clients.Kube.CoreV1().Pods(controllerNamespace).List(e.ctx, metav1.ListOptions{LabelSelector: controllerSelector})
-	if err != nil || len(pods.Items) == 0 {
-		t.Skipf("no controller pod in %s (%v): a host-run controller cannot be restarted from here", controllerNamespace, err)
+	deployments := clients.Kube.AppsV1().Deployments(controllerNamespace)
+	if _, err := deployments.Get(e.ctx, controllerDeployment, metav1.GetOptions{}); err != nil {
+		t.Skipf("no Deployment %s/%s (%v): a host-run controller cannot be stopped from here", controllerNamespace, controllerDeployment, err)
 	}
-	old := map[string]bool{}
-	for _, p := range pods.Items {
-		old[p.Name] = true
-		if err := clients.Kube.CoreV1().Pods(controllerNamespace).Delete(e.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
+	set := func(n int32) error {
+		s, err := deployments.GetScale(context.Background(), controllerDeployment, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
+		s.Spec.Replicas = n
+		_, err = deployments.UpdateScale(context.Background(), controllerDeployment, s, metav1.UpdateOptions{})
+		return err
 	}
-	e.poll(2*time.Minute, "a new controller pod to be ready", func() (bool, string) {
+	if replicas == 0 {
+		t.Cleanup(func() {
+			if err := set(1); err != nil {
+				t.Errorf("bringing the controller back: %v", err)
+			}
+		})
+	}
+	if err := set(replicas); err != nil {
+		t.Fatal(err)
+	}
+	e.poll(2*time.Minute, fmt.Sprintf("%d ready controller pod(s) and no other", replicas), func() (bool, string) {
 		pods, err := clients.Kube.CoreV1().Pods(controllerNamespace).List(e.ctx, metav1.ListOptions{LabelSelector: controllerSelector})
 		if err != nil {
 			return false, err.Error()
 		}
+		var ready int32
 		for _, p := range pods.Items {
-			if old[p.Name] || p.DeletionTimestamp != nil {
-				continue
+			if p.DeletionTimestamp != nil {
+				return false, "pod " + p.Name + " terminating"
 			}
 			for _, c := range p.Status.Conditions {
-				if c.Type == "Ready" && c.Status == "True" {
-					return true, ""
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					ready++
 				}
 			}
 		}
-		return false, "not ready"
+		return ready == replicas && len(pods.Items) == int(replicas), fmt.Sprintf("%d pods, %d ready", len(pods.Items), ready)
 	})
 }
 
