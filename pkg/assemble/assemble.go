@@ -128,7 +128,7 @@ func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error
 	if len(encoded) > MaxPlanBytes {
 		return nil, fmt.Errorf("spec.pipelineSpec: the pipeline's plan takes %d bytes, over the %d a pod annotation can carry; split the Pipeline", len(encoded), MaxPlanBytes)
 	}
-	p, err := m.pod(c, encoded)
+	p, err := m.pod(ctx, c, encoded)
 	if err != nil {
 		return nil, err
 	}

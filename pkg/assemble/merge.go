@@ -1,10 +1,12 @@
 package assemble
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	"github.com/tektoncd/pipeline/pkg/pod"
 	corev1 "k8s.io/api/core/v1"
@@ -241,7 +243,7 @@ func hasMount(c corev1.Container, path string) bool {
 
 // pod is the one pod of the run: the tasks' containers and volumes, the pod's own init
 // container and reporter, and the plan in an annotation its containers read.
-func (m *merger) pod(c *compile.Compiled, encodedPlan string) (*corev1.Pod, error) {
+func (m *merger) pod(ctx context.Context, c *compile.Compiled, encodedPlan string) (*corev1.Pod, error) {
 	if m.first == nil {
 		return nil, fmt.Errorf("spec.pipelineSpec.tasks: nothing to run")
 	}
@@ -250,8 +252,9 @@ func (m *merger) pod(c *compile.Compiled, encodedPlan string) (*corev1.Pod, erro
 		annotations[plan.ReadyAnnotation] = plan.ReadyAnnotationValue
 	}
 	spec := *m.first.Spec.DeepCopy()
-	spec.InitContainers = m.initContainers()
-	spec.Containers = append(m.containers, m.reporter())
+	security := ownSecurityContext(ctx, spec)
+	spec.InitContainers = m.initContainers(security)
+	spec.Containers = append(m.containers, m.reporter(security))
 	spec.Volumes = append(m.volumes, pipVolumes()...)
 	spec.ServiceAccountName = c.ServiceAccountName
 	spec.ActiveDeadlineSeconds = activeDeadline(c)
@@ -267,14 +270,51 @@ func (m *merger) pod(c *compile.Compiled, encodedPlan string) (*corev1.Pod, erro
 	}, nil
 }
 
+// ownSecurityContext is the securityContext of the pod's own containers (ContainerInit
+// and the reporter): exactly what Tekton's pod builder gives its own init containers and
+// its results sidecar (pkg/pod/pod.go entrypointInitContainer and createResultsSidecar,
+// scripts.go, workingdir_init.go), and only when Tekton's set-security-context flag is
+// on, read the same way. Tekton's place-scripts and working-dir init containers, kept
+// as the builder made them, follow the same flag, so every container that is ours or
+// Tekton's carries one rule.
+//
+// Why not always: the restricted context says runAsNonRoot, which the kubelet enforces
+// at start, and a pod template may run the pod as root (runAsUser: 0). Without the flag
+// Tekton's own init containers carry nothing either, so a TaskRun's pod cannot pass the
+// restricted profile; ours then add no refusal that a Tekton pod of the same tasks
+// would not have, and never keep a pod that runs today from starting. With the flag they
+// are restricted-compliant in every field (allowPrivilegeEscalation, capabilities,
+// runAsNonRoot, seccompProfile; readOnlyRootFilesystem under
+// set-security-context-read-only-root-filesystem: they write only to their volumes), and
+// the entrypoint image runs as a non-root user (uid 65532, .ko.yaml's base), so
+// runAsNonRoot never stops them from starting where Tekton's would start: they are never
+// the cause of a refusal. A pod whose node selector asks for Windows gets Tekton's
+// Windows context, as Tekton decides it from the TaskRun's pod template (usesWindows).
+func ownSecurityContext(ctx context.Context, spec corev1.PodSpec) *corev1.SecurityContext {
+	flags := config.FromContextOrDefaults(ctx).FeatureFlags
+	sc := pod.SecurityContextConfig{
+		SetSecurityContext:        flags.SetSecurityContext,
+		SetReadOnlyRootFilesystem: flags.SetSecurityContextReadOnlyRootFilesystem,
+	}
+	if !sc.SetSecurityContext {
+		return nil
+	}
+	// A copy: Tekton returns its package-level LinuxSecurityContext itself.
+	return sc.GetSecurityContext(spec.NodeSelector[pod.OsSelectorLabel] == "windows").DeepCopy()
+}
+
 // initContainers are ContainerInit, which copies the entrypoint in and stamps the
 // start, then Tekton's place-scripts for all tasks' scripts, then the tasks' own.
-func (m *merger) initContainers() []corev1.Container {
+func (m *merger) initContainers(security *corev1.SecurityContext) []corev1.Container {
 	inits := []corev1.Container{{
 		Name:    ContainerInit,
 		Image:   m.opts.EntrypointImage,
 		Command: []string{entrypointInImage},
 		Args:    []string{"-pip_mode", "init", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir, "-pip_bin", entrypointInPod},
+		// As Tekton's prepare container: the image's working directory may be one only
+		// its own user (65532) can enter, and a pod template may choose another.
+		WorkingDir:      "/",
+		SecurityContext: security,
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: binVolume, MountPath: binDir},
 			{Name: stateVolume, MountPath: plan.StateDir},
@@ -290,12 +330,14 @@ func (m *merger) initContainers() []corev1.Container {
 }
 
 // reporter is the container that streams the tasks' states to its log for the controller.
-func (m *merger) reporter() corev1.Container {
+func (m *merger) reporter(security *corev1.SecurityContext) corev1.Container {
 	return corev1.Container{
-		Name:    plan.ReporterContainer,
-		Image:   m.opts.EntrypointImage,
-		Command: []string{entrypointInImage},
-		Args:    []string{"-pip_mode", "report", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir},
+		Name:            plan.ReporterContainer,
+		Image:           m.opts.EntrypointImage,
+		Command:         []string{entrypointInImage},
+		Args:            []string{"-pip_mode", "report", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir},
+		WorkingDir:      "/",
+		SecurityContext: security,
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: stateVolume, MountPath: plan.StateDir, ReadOnly: true},
 			{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},

@@ -93,16 +93,15 @@ func runReport(cfg Config) error {
 	}
 	// A terminal state never changes; with large results it is not worth rereading.
 	final := map[string]bool{}
+	states := newStateReader(cfg.StateDir)
+	states.logf = log.Printf
 	return wait.PollUntilContextCancel(context.Background(), cfg.ReportPoll, true, func(context.Context) (bool, error) {
 		all := true
 		for _, t := range p.Tasks {
 			if final[t.Key] {
 				continue
 			}
-			st, err := reportedState(cfg.StateDir, &t)
-			if err != nil {
-				log.Print(err)
-			}
+			st := reportedState(states, cfg.StateDir, &t)
 			if st == nil {
 				all = false
 				continue
@@ -180,30 +179,24 @@ func (r *reportWriter) snapshot(f *plan.Folder, now time.Time) error {
 	return nil
 }
 
-// reportedState reads what task t's own state directory says, attributed to t (a
-// forged file fails t, see attribute), in bounded memory: a status.json over
-// plan.MaxReportBytes fails t without being read, and live step states over it are
-// left out. Nil when t has no state yet.
-func reportedState(stateDir string, t *plan.Task) (*plan.TaskState, error) {
-	st := &plan.TaskState{}
-	ok, err := readJSONBounded(plan.StatusFile(stateDir, t.Key), st)
-	var big *tooBig
-	if errors.As(err, &big) {
-		refused := plan.Refused(plan.TaskState{Key: t.Key}, fmt.Sprintf("task %q: its state file is over %d bytes, more than the reported states of one run may take in all", t.Key, big.max))
-		return &refused, nil
-	}
-	if !ok || err != nil {
-		return nil, err
-	}
-	st, forged := attribute(t, st)
-	if forged {
-		log.Print(st.Message)
+// reportedState reads what task t's own state directory says, through the run's
+// stateReader: attributed to t (a forged file fails t, see attribute), in bounded memory
+// (a status.json over plan.MaxReportBytes fails t without being read), and an unreadable
+// one fails t once it stays so for the reader's grace. Live step states over the bound
+// are left out. Nil when t has no state yet.
+func reportedState(states *stateReader, stateDir string, t *plan.Task) *plan.TaskState {
+	st := states.read(t)
+	if st == nil {
+		return nil
 	}
 	if !terminal(st) {
-		// The leader folds step states in at the end; meanwhile show them live.
-		st.Steps = liveSteps(stateDir, t)
+		// The leader folds step states in at the end; meanwhile show them live. A copy:
+		// the reader's states are its own.
+		live := *st
+		live.Steps = liveSteps(stateDir, t)
+		return &live
 	}
-	return st, nil
+	return st
 }
 
 func liveSteps(stateDir string, t *plan.Task) []plan.StepState {
@@ -277,14 +270,13 @@ func runSidecar(cfg Config) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ended := make(chan struct{})
+	// Its task's state as the reporter reads it: a file that stays unreadable ends the
+	// task there, and so the sidecar here.
+	own, states := &plan.Task{Key: cfg.Task}, newStateReader(cfg.StateDir)
 	go func() {
 		defer close(ended)
 		err := waitFor(ctx, 4*cfg.Poll, []string{plan.TaskDir(cfg.StateDir, cfg.Task)}, func() (bool, error) {
-			st, err := readState(cfg.StateDir, cfg.Task)
-			if err != nil {
-				log.Print(err)
-			}
-			return terminal(st), nil
+			return terminal(states.read(own)), nil
 		})
 		if err != nil && ctx.Err() == nil {
 			log.Print(err)

@@ -60,6 +60,8 @@ type step struct {
 	// info is the attempt this step runs; cur (leader only) the task's state.
 	info attemptInfo
 	cur  *plan.TaskState
+	// states reads the other tasks' states.
+	states *stateReader
 }
 
 func runStep(cfg Config) (int, error) {
@@ -80,7 +82,7 @@ func runStep(cfg Config) (int, error) {
 	if cfg.ScriptsDir != "" {
 		entrypoint.ScriptDir = cfg.ScriptsDir
 	}
-	s := &step{cfg: cfg, plan: p, task: t, name: cfg.StepName, env: os.Environ()}
+	s := &step{cfg: cfg, plan: p, task: t, name: cfg.StepName, env: os.Environ(), states: newStateReader(cfg.StateDir)}
 	if s.name == "" {
 		// Not Tekton's pod.TrimStepPrefix: its package brings the pod builder and the
 		// cloud registries' clients (some 200 packages) into this binary, which init
@@ -193,11 +195,18 @@ func (s *step) gate() (bool, error) {
 	for _, k := range s.task.RunAfter {
 		dirs = append(dirs, plan.TaskDir(s.cfg.StateDir, k))
 	}
+	var parents []*plan.Task
+	for _, k := range s.task.RunAfter {
+		t, ok := s.plan.Task(k)
+		if !ok {
+			return false, fmt.Errorf("task %q runs after %q, which is not in the plan", s.task.Key, k)
+		}
+		parents = append(parents, t)
+	}
 	err = waitFor(context.Background(), s.cfg.Poll, dirs, func() (bool, error) {
-		for _, k := range s.task.RunAfter {
-			st, err := readState(s.cfg.StateDir, k)
-			if err != nil || !terminal(st) {
-				return false, err
+		for _, t := range parents {
+			if !terminal(s.states.read(t)) {
+				return false, nil
 			}
 		}
 		return true, nil
@@ -205,10 +214,7 @@ func (s *step) gate() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	states, err := readStates(s.plan, s.cfg.StateDir)
-	if err != nil {
-		return false, err
-	}
+	states := s.states.readAll(s.plan)
 	now := time.Now()
 	d := decide(gateInput{
 		plan: s.plan, task: s.task, states: states, start: start, now: now,
@@ -319,9 +325,7 @@ func (s *step) attempt(k int) (plan.StepState, int) {
 			substErr = err
 		}
 	}
-	states, err := readStates(s.plan, cfg.StateDir)
-	keep(err)
-	vals := newValues(s.plan, s.task, states, k)
+	vals := newValues(s.plan, s.task, s.states.readAll(s.plan), k)
 
 	os.Clearenv()
 	for _, kv := range s.env {

@@ -313,8 +313,9 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 2 {
-		t.Fatalf("want 2 runs, got %d", len(res))
+	// pipelinerun.yaml, customrun.yaml, restricted-namespace.yaml.
+	if len(res) != 3 {
+		t.Fatalf("want 3 runs, got %d", len(res))
 	}
 	for _, r := range res {
 		if r.Err != nil {
