@@ -23,6 +23,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
 	prresources "github.com/tektoncd/pipeline/pkg/reconciler/pipelinerun/resources"
+	"github.com/tektoncd/pipeline/pkg/reconciler/taskrun"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
 	corev1 "k8s.io/api/core/v1"
@@ -376,6 +377,12 @@ func (c *Compiled) addPipelineTask(ctx context.Context, s *scope, sl slot) ([]st
 	rt, err := resolvedTask(ctx, s.resolved, sl.pt, f)
 	if err != nil {
 		return nil, err
+	}
+	// What Tekton's PipelineRun reconciler checks of every task before it creates a
+	// TaskRun: each param without a default is given, of its type, and each object param
+	// gets every key its properties declare from the task's params or its default.
+	if err := taskrun.ValidateResolvedTask(ctx, sl.pt.Params, sl.pt.Matrix, rt); err != nil {
+		return nil, fmt.Errorf("%s.params: %w", f, err)
 	}
 	if err := refuseInOnePod(sl.pt, f); err != nil {
 		return nil, err

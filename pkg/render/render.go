@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
@@ -41,6 +42,9 @@ const DefaultNamespace = "default"
 type Document struct {
 	Source string // file and index, for error messages
 	Object runtime.Object
+	// alpha is a tekton.dev/v1alpha1 StepAction as written: Object holds it as the API
+	// server serves it (v1beta1), and admission validates it as written (see admit).
+	alpha *tektonv1alpha1.StepAction
 }
 
 // Run is a run found in the documents, as the CustomRun that runs it in one pod.
@@ -114,16 +118,23 @@ func Parse(name string, data []byte) (_ []Document, err error) {
 		if err := dec.Decode(obj); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", source, tm.Kind, err)
 		}
-		if old, ok := obj.(*tektonv1alpha1.StepAction); ok {
-			// The API server serves both versions; resolution reads v1beta1.
-			sa := &v1beta1.StepAction{}
-			if err := old.ConvertTo(context.Background(), sa); err != nil {
+		d := Document{Source: source, Object: obj}
+		switch o := obj.(type) {
+		case *v1beta1.StepAction:
+			// As Tekton's defaulting webhook does when it is applied (admit validates it).
+			o.SetDefaults(context.Background())
+		case *tektonv1alpha1.StepAction:
+			// The API server stores a v1alpha1 StepAction as v1beta1 (Tekton's conversion
+			// webhook) once Tekton's defaulting webhook has defaulted it, and resolution
+			// reads v1beta1: the same steps here, with Tekton's own functions.
+			o.SetDefaults(context.Background())
+			sa := &v1beta1.StepAction{TypeMeta: metav1.TypeMeta{APIVersion: v1beta1.SchemeGroupVersion.String(), Kind: "StepAction"}}
+			if err := o.ConvertTo(context.Background(), sa); err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", source, tm.Kind, err)
 			}
-			sa.APIVersion, sa.Kind = "tekton.dev/v1beta1", "StepAction"
-			obj = sa
+			d.Object, d.alpha = sa, o
 		}
-		docs = append(docs, Document{Source: source, Object: obj})
+		docs = append(docs, d)
 	}
 }
 
@@ -253,6 +264,9 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 	var tekton, kube []runtime.Object
 	sas := map[string]bool{}
 	for _, d := range docs {
+		if err := admit(ctx, d); err != nil {
+			return nil, err
+		}
 		o := d.Object.DeepCopyObject()
 		meta, _ := o.(metav1.Object)
 		if meta.GetNamespace() == "" {
@@ -302,6 +316,29 @@ func Render(ctx context.Context, opts Options, docs []Document) ([]Result, error
 		results = append(results, Result{Run: r, Output: out, Err: err})
 	}
 	return results, nil
+}
+
+// admit validates a StepAction as Tekton's validating webhook does when it is applied,
+// in the version it is written in: a run that names it reads it from the API server,
+// which holds only StepActions that passed. (Pipelines and Tasks are validated where
+// resolution reads them, as Tekton's reconcilers validate them; StepActions read from
+// the cluster are not.)
+func admit(ctx context.Context, d Document) error {
+	var err *apis.FieldError
+	switch o := d.Object.(type) {
+	case *v1beta1.StepAction:
+		if d.alpha != nil {
+			err = d.alpha.Validate(ctx)
+		} else {
+			err = o.Validate(ctx)
+		}
+	default:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: StepAction %s: invalid: %w", d.Source, d.Object.(metav1.Object).GetName(), err)
+	}
+	return nil
 }
 
 // renderRun prepares the first attempt of one run, the way the controller does but for

@@ -241,6 +241,15 @@ spec:
     params: [{name: p}]
     tasks: [{name: a, taskSpec: {steps: [{name: s, image: busybox, command: ["true"]}]}}]`,
 		want: "spec.params:",
+	}, {
+		name: "missing task param",
+		doc: `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  pipelineSpec:
+    tasks: [{name: a, taskSpec: {params: [{name: p}], steps: [{name: s, image: busybox, command: ["true"]}]}}]`,
+		want: "spec.pipelineSpec.tasks[a].params: invalid input params for task : missing values for these params which have no default values: [p]",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			docs, err := Parse("doc.yaml", []byte(tc.doc))

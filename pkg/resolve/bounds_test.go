@@ -22,7 +22,7 @@ type mapResolver struct {
 	fetches   int
 }
 
-func (m *mapResolver) Pipeline(_ context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error) {
+func (m *mapResolver) Pipeline(_ context.Context, ref *v1.PipelineRef, _ *v1.PipelineRun) (*v1.Pipeline, error) {
 	m.fetches++
 	p, ok := m.pipelines[ref.Name]
 	if !ok {

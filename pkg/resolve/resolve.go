@@ -33,9 +33,12 @@ import (
 // server (NewClientResolver); `pipelineinpod render` backs it with fake clientsets
 // filled from YAML files, so both go through Tekton's code.
 type Resolver interface {
-	// Pipeline returns the Pipeline a ref names (by name in the run's namespace, or by resolver).
-	Pipeline(ctx context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error)
-	// Task returns the Task a PipelineTask's taskRef names.
+	// Pipeline returns the Pipeline a ref names (by name in the run's namespace, or by
+	// resolver): run's own pipelineRef, or a pipeline task's in the Pipeline run runs,
+	// whose resolver params take run's params and context.
+	Pipeline(ctx context.Context, ref *v1.PipelineRef, run *v1.PipelineRun) (*v1.Pipeline, error)
+	// Task returns the Task a PipelineTask's taskRef names, its resolver params already
+	// substituted (see refsOf).
 	Task(ctx context.Context, pt v1.PipelineTask) (*v1.Task, error)
 	// StepActions returns the task's steps with every StepAction ref inlined, for the
 	// TaskRun that will run it (StepAction params resolve against its params).
@@ -112,14 +115,14 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 		if err := w.root(s.PipelineRef.Name, s.PipelineRef); err != nil {
 			return nil, fmt.Errorf("%s: %w", refField(cr), err)
 		}
-		p, err := r.Pipeline(ctx, s.PipelineRef)
+		p, err := r.Pipeline(ctx, s.PipelineRef, pr)
 		if err != nil {
 			return nil, fmt.Errorf("%s: resolving Pipeline %q: %w", refField(cr), s.PipelineRef.Name, err)
 		}
 		out.Spec = p.Spec.DeepCopy()
 		out.PipelineName = p.Name
 	}
-	if err := resolveSpec(ctx, r, out, "spec.pipelineSpec", w); err != nil {
+	if err := resolveSpec(ctx, r, out, pr, "spec.pipelineSpec", w); err != nil {
 		return nil, err
 	}
 	// What Tekton's webhook checks on a PipelineRun, defaulted, before a reconciler sees
@@ -147,15 +150,20 @@ func refField(cr *v1beta1.CustomRun) string {
 	return "spec.customSpec.spec.pipelineRef"
 }
 
-// resolveSpec defaults and validates a Pipeline spec, then resolves its tasks. w bounds
-// the whole resolution (see bounds.go).
-func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w *walk) error {
+// resolveSpec defaults and validates a Pipeline spec, then resolves its tasks. run is
+// the PipelineRun that runs the spec: the CustomRun's, or for a child pipeline the one
+// Tekton would make for it. w bounds the whole resolution (see bounds.go).
+func resolveSpec(ctx context.Context, r Resolver, out *Resolved, run *v1.PipelineRun, field string, w *walk) error {
 	if err := w.count(field+".tasks", out.Spec); err != nil {
 		return err
 	}
 	out.Spec.SetDefaults(ctx)
 	if err := out.Spec.Validate(ctx); err != nil {
 		return fmt.Errorf("%s: invalid Pipeline %q: %w", field, out.PipelineName, err)
+	}
+	refs, err := refsOf(out.Spec, run, out.PipelineName)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
 	}
 	out.Tasks = map[string]*trresources.ResolvedTask{}
 	out.Pipelines = map[string]*Resolved{}
@@ -165,6 +173,7 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w
 	}{{"tasks", out.Spec.Tasks}, {"finally", out.Spec.Finally}} {
 		for i, pt := range list.tasks {
 			f := fmt.Sprintf("%s.%s[%d]", field, list.field, i)
+			sub := refs[pt.Name]
 			if ref := pt.TaskRef; ref != nil && ref.APIVersion == pipinpod.APIVersion && string(ref.Kind) == pipinpod.Kind {
 				// A PipelineInPod task inside a Pipeline that already runs in one pod is
 				// simply a pipeline in the pipeline: its tasks join the same pod.
@@ -179,13 +188,17 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w
 				if pt.PipelineSpec != nil {
 					child.Spec = pt.PipelineSpec.DeepCopy()
 				} else {
-					p, err := r.Pipeline(ctx, pt.PipelineRef)
+					p, err := r.Pipeline(ctx, pt.PipelineRef, run)
 					if err != nil {
 						return fmt.Errorf("%s.pipelineRef: resolving Pipeline %q: %w", f, pt.PipelineRef.Name, err)
 					}
 					child.Spec, child.PipelineName = p.Spec.DeepCopy(), p.Name
 				}
-				if err := resolveSpec(ctx, r, child, f+".pipelineSpec", w); err != nil {
+				// The child runs with the pipeline task's params, as the PipelineRun Tekton
+				// makes for it (and as compile flattens it: the run's name and context).
+				childRun := run.DeepCopy()
+				childRun.Spec.Params = sub.Params
+				if err := resolveSpec(ctx, r, child, childRun, f+".pipelineSpec", w); err != nil {
 					return err
 				}
 				w.leave()
@@ -195,7 +208,7 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w
 			case pt.TaskSpec != nil && pt.TaskSpec.IsCustomTask():
 				return fmt.Errorf("%s.taskSpec: custom task %s/%s cannot run inside one pod: its controller would need pods of its own", f, pt.TaskSpec.APIVersion, pt.TaskSpec.Kind)
 			case pt.TaskRef != nil:
-				t, err := r.Task(ctx, pt)
+				t, err := r.Task(ctx, sub)
 				if err != nil {
 					return fmt.Errorf("%s.taskRef: resolving Task %q: %w", f, pt.TaskRef.Name, err)
 				}
@@ -218,6 +231,39 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, field string, w
 		}
 	}
 	return nil
+}
+
+// refsOf is what Tekton's PipelineRun reconciler resolves a Pipeline's tasks from: the
+// tasks once its ApplyParameters, ApplyContexts and ApplyWorkspaces have substituted the
+// run's params (and the Pipeline's defaults), its context and its workspaces into their
+// taskRefs (resolver params and name) and params, by task name. A result reference
+// stays as written: Tekton resolves every task before any result exists. The spec passed
+// to Tekton is the tasks' names, refs and params only, so what substitution may cost is
+// bounded by those (ExpansionFits) and nothing else is substituted twice.
+func refsOf(ps *v1.PipelineSpec, run *v1.PipelineRun, pipelineName string) (map[string]v1.PipelineTask, error) {
+	refs := &v1.PipelineSpec{Params: ps.Params, Workspaces: ps.Workspaces}
+	for _, list := range []struct {
+		from []v1.PipelineTask
+		to   *[]v1.PipelineTask
+	}{{ps.Tasks, &refs.Tasks}, {ps.Finally, &refs.Finally}} {
+		for _, pt := range list.from {
+			*list.to = append(*list.to, v1.PipelineTask{Name: pt.Name, TaskRef: pt.TaskRef.DeepCopy(), Params: pt.Params.DeepCopy()})
+		}
+	}
+	if err := ExpansionFits("params", refs, run.Spec.Params, ps.Params); err != nil {
+		return nil, err
+	}
+	refs, err := prresources.ApplyParameters(refs, run)
+	if err != nil {
+		return nil, fmt.Errorf("params: %w", err)
+	}
+	refs = prresources.ApplyContexts(refs, pipelineName, run)
+	refs = prresources.ApplyWorkspaces(refs, run)
+	out := map[string]v1.PipelineTask{}
+	for _, pt := range append(refs.Tasks, refs.Finally...) {
+		out[pt.Name] = pt
+	}
+	return out, nil
 }
 
 // NewClientResolver resolves through the API server the way Tekton's reconcilers do.
@@ -247,24 +293,16 @@ type ClientResolver struct {
 
 var _ Resolver = (*ClientResolver)(nil)
 
-func (c *ClientResolver) pipelineRun(ref *v1.PipelineRef) *v1.PipelineRun {
-	return &v1.PipelineRun{
-		ObjectMeta: metav1.ObjectMeta{Name: c.cr.Name, Namespace: c.cr.Namespace, UID: c.cr.UID},
-		Spec: v1.PipelineRunSpec{
-			PipelineRef:     ref,
-			TaskRunTemplate: v1.PipelineTaskRunTemplate{ServiceAccountName: c.cr.Spec.ServiceAccountName},
-			Params:          pipinpod.Params(c.cr),
-		},
-	}
-}
-
-// Pipeline resolves with Tekton's GetPipelineFunc: by name in the run's namespace, or
-// through a ResolutionRequest (owned by the CustomRun, see ownedRequester) whose
-// Pipeline Tekton verifies and validates with a dry-run create, as for a PipelineRun.
-func (c *ClientResolver) Pipeline(ctx context.Context, ref *v1.PipelineRef) (*v1.Pipeline, error) {
-	// GetPipelineFunc substitutes params into a URL-like name in place.
+// Pipeline resolves with Tekton's GetChildPipelineFunc: by name in the run's namespace,
+// or through a ResolutionRequest (owned by the CustomRun, see ownedRequester) whose
+// resolver params take run's params and context and whose Pipeline Tekton verifies and
+// validates with a dry-run create, as for a PipelineRun. For run's own pipelineRef this
+// is what GetPipelineFunc does for a PipelineRun whose status holds no Pipeline yet:
+// both hand the ref and the run to the same resolver function.
+func (c *ClientResolver) Pipeline(ctx context.Context, ref *v1.PipelineRef, run *v1.PipelineRun) (*v1.Pipeline, error) {
+	// Tekton substitutes params into a URL-like name in place.
 	ref = ref.DeepCopy()
-	get := prresources.GetPipelineFunc(ctx, c.k8s, c.tekton, c.requester, c.pipelineRun(ref), c.policies)
+	get := prresources.GetChildPipelineFunc(ctx, c.k8s, c.tekton, c.requester, run.DeepCopy(), ref, c.policies)
 	p, _, vr, err := get(ctx, ref.Name)
 	if err != nil {
 		return nil, err
