@@ -34,3 +34,6 @@ unset _pip_lc_dir
 export PIP_REGISTRY=${PIP_REGISTRY:-127.0.0.1:5000}
 export PIP_KO_DOCKER_REPO=$PIP_REGISTRY/pipelineinpod
 export PIP_KO_BASE_IMAGE=$PIP_REGISTRY/cgr.dev/chainguard/static:latest
+# The same registry as pods reach it (the pod bridge's address, DNATed to it by tekton-resolvers.sh): what a pod that
+# talks to the registry itself names, e.g. a Tekton bundle for the bundles resolver. containerd needs no such name.
+export PIP_POD_REGISTRY=${PIP_POD_REGISTRY:-10.244.0.1:${PIP_REGISTRY##*:}}

@@ -5,6 +5,7 @@
 # - CRDs from the module's config/300-crds (server-side apply).
 # - Tekton's admission webhook (defaulting, validation, conversion) in a pod, as Tekton's release runs it
 #   (tekton-webhook.sh).
+# - Tekton's remote resolvers (cluster, bundles, git) in a pod, as Tekton's release runs them (tekton-resolvers.sh).
 # - Namespace tekton-pipelines and the config maps of config/ (created when missing, so local edits to e.g.
 #   feature-flags survive a restart; pipelines-info gets the real version for `tkn version`).
 # - The controller runs on the host (not in a pod) with -kubeconfig, inside run-in-netns.sh (name
@@ -38,6 +39,7 @@ for f in "$CFG"/config-*.yaml; do
 done
 log "Tekton namespace and config maps present"
 "$LC_DIR/tekton-webhook.sh"
+"$LC_DIR/tekton-resolvers.sh"
 
 CONTROLLER=tekton-pipelines-controller
 if is_running "$CONTROLLER" "$R/netns/$CONTROLLER/main.pid"; then log "Tekton controller already running"; exit 0; fi
