@@ -104,6 +104,11 @@ const (
 	// ReasonResourceVerificationFailed is Tekton's for a Task or Pipeline that fails
 	// trusted-resources verification.
 	ReasonResourceVerificationFailed = string(v1.PipelineRunReasonResourceVerificationFailed)
+	// ReasonCouldntGetPipeline and ReasonCouldntGetTask are Tekton's for a Pipeline or a
+	// Task that cannot be fetched (missing, or its resolver failed); ResolutionFailed is
+	// for the rest of resolution (StepActions, cycles, bounds).
+	ReasonCouldntGetPipeline = string(v1.PipelineRunReasonCouldntGetPipeline)
+	ReasonCouldntGetTask     = string(v1.PipelineRunReasonCouldntGetTask)
 )
 
 // Prepare resolves and compiles the run. Tekton's configuration (feature flags,
@@ -200,8 +205,14 @@ func classify(reason string, err error) error {
 		return fmt.Errorf("%w: %w", ErrInProgress, err)
 	}
 	var verr *resolve.VerificationError
-	if errors.As(err, &verr) {
+	var ferr *resolve.FetchError
+	switch {
+	case errors.As(err, &verr):
 		reason = ReasonResourceVerificationFailed
+	case errors.As(err, &ferr) && ferr.Kind == "Pipeline":
+		reason = ReasonCouldntGetPipeline
+	case errors.As(err, &ferr) && ferr.Kind == "Task":
+		reason = ReasonCouldntGetTask
 	}
 	return &Failure{Reason: reason, Err: err}
 }

@@ -2,6 +2,7 @@ package prepare
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	resolutioncommon "github.com/tektoncd/pipeline/pkg/resolution/common"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 
@@ -80,7 +82,27 @@ func TestPrepareFailsForGood(t *testing.T) {
 	s := &Stages{KubeClient: k8sfake.NewSimpleClientset(), PipelineClient: tektonfake.NewSimpleClientset()}
 	_, err := s.Prepare(context.Background(), cr)
 	var f *Failure
-	if !errors.As(err, &f) || f.Reason != ReasonResolutionFailed || !strings.Contains(err.Error(), "spec.customRef") {
+	// Tekton's reason for a PipelineRun whose Pipeline cannot be fetched.
+	if !errors.As(err, &f) || f.Reason != string(v1.PipelineRunReasonCouldntGetPipeline) || !strings.Contains(err.Error(), "spec.customRef") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// A Task that cannot be fetched fails the run with Tekton's reason for it.
+func TestPrepareMissingTask(t *testing.T) {
+	raw, err := json.Marshal(v1alpha1.Spec{PipelineSpec: &v1.PipelineSpec{Tasks: []v1.PipelineTask{{Name: "a", TaskRef: &v1.TaskRef{Name: "missing"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &v1beta1.CustomRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "ns"},
+		Spec: v1beta1.CustomRunSpec{CustomSpec: &v1beta1.EmbeddedCustomRunSpec{
+			TypeMeta: runtime.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.Kind}, Spec: runtime.RawExtension{Raw: raw}}},
+	}
+	s := &Stages{KubeClient: k8sfake.NewSimpleClientset(), PipelineClient: tektonfake.NewSimpleClientset()}
+	_, err = s.Prepare(context.Background(), cr)
+	var f *Failure
+	if !errors.As(err, &f) || f.Reason != string(v1.PipelineRunReasonCouldntGetTask) || !strings.Contains(err.Error(), "spec.pipelineSpec.tasks[0].taskRef") {
 		t.Errorf("err = %v", err)
 	}
 }

@@ -117,7 +117,7 @@ func Resolve(ctx context.Context, r Resolver, cr *v1beta1.CustomRun) (*Resolved,
 		}
 		p, err := r.Pipeline(ctx, s.PipelineRef, pr)
 		if err != nil {
-			return nil, fmt.Errorf("%s: resolving Pipeline %q: %w", refField(cr), s.PipelineRef.Name, err)
+			return nil, &FetchError{Kind: "Pipeline", Err: fmt.Errorf("%s: resolving Pipeline %q: %w", refField(cr), s.PipelineRef.Name, err)}
 		}
 		out.Spec = p.Spec.DeepCopy()
 		out.PipelineName = p.Name
@@ -190,7 +190,7 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, run *v1.Pipelin
 				} else {
 					p, err := r.Pipeline(ctx, pt.PipelineRef, run)
 					if err != nil {
-						return fmt.Errorf("%s.pipelineRef: resolving Pipeline %q: %w", f, pt.PipelineRef.Name, err)
+						return &FetchError{Kind: "Pipeline", Err: fmt.Errorf("%s.pipelineRef: resolving Pipeline %q: %w", f, pt.PipelineRef.Name, err)}
 					}
 					child.Spec, child.PipelineName = p.Spec.DeepCopy(), p.Name
 				}
@@ -210,7 +210,7 @@ func resolveSpec(ctx context.Context, r Resolver, out *Resolved, run *v1.Pipelin
 			case pt.TaskRef != nil:
 				t, err := r.Task(ctx, sub)
 				if err != nil {
-					return fmt.Errorf("%s.taskRef: resolving Task %q: %w", f, pt.TaskRef.Name, err)
+					return &FetchError{Kind: "Task", Err: fmt.Errorf("%s.taskRef: resolving Task %q: %w", f, pt.TaskRef.Name, err)}
 				}
 				if err := w.steps(field+"."+list.field, pt.Name, &t.Spec, max(1, pt.Matrix.CountCombinations())); err != nil {
 					return err
@@ -330,6 +330,17 @@ func (c *ClientResolver) Task(ctx context.Context, pt v1.PipelineTask) (*v1.Task
 func (c *ClientResolver) StepActions(ctx context.Context, ts v1.TaskSpec, tr *v1.TaskRun) ([]v1.Step, error) {
 	return trresources.GetStepActionsData(ctx, ts, tr.DeepCopy(), c.tekton, c.k8s, c.requester)
 }
+
+// FetchError is a Pipeline or a Task (Kind) that could not be fetched: not found, or its
+// resolver failed. Tekton fails a PipelineRun with CouldntGetPipeline or CouldntGetTask
+// for it.
+type FetchError struct {
+	Kind string
+	Err  error
+}
+
+func (e *FetchError) Error() string { return e.Err.Error() }
+func (e *FetchError) Unwrap() error { return e.Err }
 
 // VerificationError is a resource that failed trusted-resources verification: the run
 // fails with Tekton's reason for it (ResourceVerificationFailed).
