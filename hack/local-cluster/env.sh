@@ -37,3 +37,5 @@ export PIP_KO_BASE_IMAGE=$PIP_REGISTRY/cgr.dev/chainguard/static:latest
 # The same registry as pods reach it (the pod bridge's address, DNATed to it by tekton-resolvers.sh): what a pod that
 # talks to the registry itself names, e.g. a Tekton bundle for the bundles resolver. containerd needs no such name.
 export PIP_POD_REGISTRY=${PIP_POD_REGISTRY:-10.244.0.1:${PIP_REGISTRY##*:}}
+# Debian minbase with git and tini: the base of Tekton's resolvers image (tekton-resolvers.sh), served by the registry.
+export PIP_GIT_IMAGE=ghcr.io/tektoncd/plumbing/tini-git:local

@@ -27,9 +27,9 @@ BASE_NAME=ghcr.io/tektoncd/plumbing/tini-git:local   # the registry's repository
 stamp=$R/tekton-resolvers.stamp
 
 # ensure_pod_registry: pods reach the registry (127.0.0.1 only) at $POD_REGISTRY. There is no kube-proxy, so, as for
-# the `kubernetes` Service (up.sh), a DNAT in up.sh's PIP-SERVICES chain sends it to the loopback address
-# (route_localnet on the bridge; PIP-INPUT lets DNATed packets through). up.sh rebuilds that chain at every start,
-# so this runs every time, before the stamp check; down.sh removes the chain.
+# the `kubernetes` Service, a DNAT in up.sh's PIP-SERVICES chain sends it to the loopback address (route_localnet on
+# the bridge; PIP-INPUT lets DNATed packets through). up.sh writes that rule; this adds it to a cluster started by an
+# up.sh without it (the chain is rebuilt by every up.sh, removed by down.sh).
 ensure_pod_registry() {
   local rule=(-d "$POD_GATEWAY/32" -p tcp --dport "${REGISTRY##*:}" -j DNAT --to-destination "$REGISTRY")
   iptables -t nat -C PIP-SERVICES "${rule[@]}" 2>/dev/null || iptables -t nat -A PIP-SERVICES "${rule[@]}"

@@ -201,6 +201,9 @@ ip link set "$POD_BRIDGE" up
 sysctl -qw "net.ipv4.conf.$POD_BRIDGE.route_localnet=1"
 iptables -t nat -N PIP-SERVICES 2>/dev/null || iptables -t nat -F PIP-SERVICES
 iptables -t nat -A PIP-SERVICES -d "$KUBERNETES_SVC_IP/32" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:$APISERVER_PORT"
+# The image registry, for pods that talk to it themselves (Tekton's bundles resolver): $POD_GATEWAY:5000 (env.sh:
+# PIP_POD_REGISTRY). tekton-resolvers.sh adds the same rule to a cluster started before this line existed.
+iptables -t nat -A PIP-SERVICES -d "$POD_GATEWAY/32" -p tcp --dport "${REGISTRY##*:}" -j DNAT --to-destination "$REGISTRY"
 iptables -t nat -C PREROUTING -j PIP-SERVICES 2>/dev/null || iptables -t nat -I PREROUTING -j PIP-SERVICES
 iptables -N PIP-INPUT 2>/dev/null || iptables -F PIP-INPUT
 iptables -A PIP-INPUT -i "$POD_BRIDGE" -d 127.0.0.0/8 -m conntrack ! --ctstate DNAT -j DROP
