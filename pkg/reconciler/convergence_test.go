@@ -603,3 +603,29 @@ func TestInformerMovesOnDuringReconcile(t *testing.T) {
 		t.Errorf("the final status changed (-final +got)\n%s", diff)
 	}
 }
+
+// A pod that Pod Security admission refuses ends the run as Tekton ends a TaskRun whose
+// pod it refuses; a quota refusal is retried.
+func TestPodAdmissionRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, message, want string
+	}{
+		{name: "PodSecurity", message: `pods "run-pod" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true`, want: "False/PodAdmissionFailed"},
+		{name: "quota", message: `pods "run-pod" is forbidden: exceeded quota: q, requested: pods=1`, want: "Unknown/Started"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, newCustomRun("run"), taskA)
+			h.kube.PrependReactor("create", "pods", func(ktesting.Action) (bool, runtime.Object, error) {
+				return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "run-pod", errors.New(tc.message))
+			})
+			h.reconcile()
+			c := h.cr().Status.GetCondition(apis.ConditionSucceeded)
+			if cond(c) != tc.want {
+				t.Errorf("condition %s %q, want %s", cond(c), c.Message, tc.want)
+			}
+			if tc.want != "Unknown/Started" && !strings.Contains(c.Message, "violates PodSecurity") {
+				t.Errorf("message %q does not say why", c.Message)
+			}
+		})
+	}
+}

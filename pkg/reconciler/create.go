@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	podconvert "github.com/tektoncd/pipeline/pkg/pod"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -333,7 +335,18 @@ func refused(what string, err error) error {
 	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) {
 		return &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: fmt.Errorf("%s: %w", what, err)}
 	}
+	if podAdmissionFailed(err) {
+		return &prepare.Failure{Reason: podconvert.ReasonPodAdmissionFailed, Err: fmt.Errorf("%s: %w", what, err)}
+	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// podAdmissionFailed tells a pod that Pod Security admission (or OpenShift's security
+// context constraints) refuses, which no retry changes: Tekton fails the TaskRun with
+// PodAdmissionFailed for the same errors (pkg/reconciler/taskrun, isPodAdmissionFailed).
+func podAdmissionFailed(err error) bool {
+	return apierrors.IsForbidden(err) && (strings.Contains(err.Error(), "violates PodSecurity") ||
+		strings.Contains(err.Error(), "security context constraint"))
 }
 
 func owned(cr *v1beta1.CustomRun, tr *v1.TaskRun) (*v1.TaskRun, error) {
