@@ -42,6 +42,9 @@ const (
 	// ReasonPodFailed: the pod ended (or its reporter died) before every task reported a
 	// final state, for a cause not covered by a more precise reason.
 	ReasonPodFailed = "PodFailed"
+	// ReasonTaskRunStatusRefused: the API server refused a child TaskRun's status for good
+	// (invalid, or too large for it to store), so the run cannot be recorded and ends.
+	ReasonTaskRunStatusRefused = "TaskRunStatusRefused"
 	// ReasonCouldntGetPipelineResult mirrors Tekton's PipelineRun reason of the same name.
 	ReasonCouldntGetPipelineResult = string(v1.PipelineRunReasonCouldntGetPipelineResult)
 	// ReasonToBeRetried is set on the CustomRun between a failed attempt and the next one,

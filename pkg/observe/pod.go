@@ -52,6 +52,18 @@ func PodDeleted(podName string, tasks []string) *Ending {
 	return podLevel(ReasonPodDeleted, msg, podName)
 }
 
+// RefusedMessage is the message of a TaskRun whose status the API server refused for good.
+func RefusedMessage(cause string) string {
+	return "the API server refused the TaskRun's status: " + cause
+}
+
+// StatusRefused is the ending of an attempt one of whose TaskRuns' status the API server
+// refused for good: that task fails with message (see RefusedMessage), the others are
+// cancelled.
+func StatusRefused(t plan.Task, podName, message string) *Ending {
+	return culprit(Input{PodName: podName}, t, ReasonTaskRunStatusRefused, message)
+}
+
 // podLevel is an ending that no single task caused: tasks that had started fail with
 // the cause, the others are cancelled.
 func podLevel(reason, message, podName string) *Ending {
@@ -85,7 +97,7 @@ func culprit(in Input, t plan.Task, reason v1.TaskRunReason, taskMessage string)
 func EndsPod(reason string) bool {
 	switch reason {
 	case string(v1beta1.CustomRunReasonCancelled), string(v1beta1.CustomRunReasonTimedOut),
-		ReasonPodDeleted, ReasonPodUnschedulable, ReasonPodFailed,
+		ReasonPodDeleted, ReasonPodUnschedulable, ReasonPodFailed, ReasonTaskRunStatusRefused,
 		string(v1.TaskRunReasonPodEvicted), string(v1.TaskRunReasonImagePullFailed),
 		string(v1.TaskRunReasonCreateContainerConfigError), string(v1.TaskRunReasonPodCreationFailed),
 		string(v1.TaskRunReasonStepOOM), string(v1.TaskRunReasonStepFailed),

@@ -323,7 +323,7 @@ func refused(what string, err error) error {
 	if errors.As(err, &f) {
 		return err
 	}
-	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) {
+	if permanentlyRefused(err) {
 		return &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: fmt.Errorf("%s: %w", what, err)}
 	}
 	return fmt.Errorf("%s: %w", what, err)

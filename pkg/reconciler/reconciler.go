@@ -180,11 +180,14 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 	// and whatever did not finish ends.
 	in := a.input(report, done, end, now, r.Bounds)
 	in.Settled = settled
-	obs := observe.Observe(in)
+	obs, syncErr := r.observeAndSync(ctx, a, in)
 	obs.SkippedBefore = len(a.record.Skipped)
-	if err := r.syncTaskRuns(ctx, in, obs); err != nil {
-		return err
+	if syncErr != nil && !(obs.Over && obs.End != nil && (end != nil || obs.End.Reason == observe.ReasonTaskRunStatusRefused)) {
+		return syncErr
 	}
+	// An attempt that is cancelled, timed out, lost its pod or had a status refused ends
+	// even if some TaskRun could not be written: finish writes it once the CustomRun is
+	// done, and the error requeues the run until it has.
 	if err := setSummary(cr, obs.Summarize(a.record.PipelineName, a.createdPod(), a.record.Skipped)); err != nil {
 		return err
 	}
@@ -195,7 +198,45 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 		cr.Status.MarkCustomRunRunning(string(v1beta1.CustomRunReasonRunning), "%s", obs.Count().RunningMessage())
 		return controller.NewRequeueAfter(r.requeueAfter(ctx, cr, now))
 	}
-	return r.conclude(cr, a, obs, now)
+	if ev := r.conclude(cr, a, obs, now); syncErr == nil {
+		return ev
+	}
+	return syncErr
+}
+
+// observeAndSync observes the attempt and writes its TaskRuns' statuses. A status the
+// API server refuses for good (refused.go), now or in an earlier reconcile of this
+// attempt, ends the attempt, unless something else already does: then the ending's
+// message names it. Only errors worth retrying are returned.
+func (r *Reconciler) observeAndSync(ctx context.Context, a *runAttempt, in observe.Input) (*observe.Observation, error) {
+	refused := storedRefusals(a.taskRuns, in.PodName)
+	if in.End == nil {
+		in.End = refusalEnding(a.tasks, refused, in.PodName)
+	}
+	obs := observe.Observe(in)
+	keepRefused(obs, refused)
+	refs, err := r.syncTaskRuns(ctx, in, obs)
+	if len(refs) == 0 {
+		return obs, err
+	}
+	for _, ref := range refs {
+		refused[ref.taskRun] = ref
+	}
+	if obs.End != nil {
+		keepRefused(obs, refused)
+		obs.End.Message += refusedNote(refs)
+		return obs, err
+	}
+	// The other tasks end now: observed again with the ending, and written.
+	in.End = refusalEnding(a.tasks, refused, in.PodName)
+	obs = observe.Observe(in)
+	keepRefused(obs, refused)
+	more, err := r.syncTaskRuns(ctx, in, obs)
+	for _, ref := range more {
+		refused[ref.taskRun] = ref
+	}
+	keepRefused(obs, refused)
+	return obs, err
 }
 
 // findOrStart fills a with the attempt's child TaskRuns and pod, creating them when the
