@@ -137,7 +137,11 @@ func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[strin
 	if pod == nil || !reporterStarted(pod) || r.Reports == nil {
 		return nil, false, nil
 	}
-	states, done, err := r.Reports.Read(ctx, pod)
+	// A kubelet that does not answer must not hold the reconcile (and its worker) either:
+	// a read that takes longer fails, and counts toward LogReadTimeout.
+	rctx, cancel := context.WithTimeout(ctx, logRequestTimeout)
+	defer cancel()
+	states, done, err := r.Reports.Read(rctx, pod)
 	if err != nil {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			// What was read before the error, if anything.

@@ -172,9 +172,15 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 		a.tasks, settled = withDeletedSkipped(a.tasks, recorded, a.taskRuns)
 	}
 	report, done, err := r.readReport(ctx, a.pod)
-	if err != nil && end == nil {
-		logging.FromContext(ctx).Warnw("Cannot read the reporter's log yet", "error", err)
-		return controller.NewRequeueAfter(r.interval())
+	if err != nil && end == nil && !observe.PodLost(a.pod) {
+		// The pod looks alive: its log is waited for, up to LogReadTimeout (lost.go). A
+		// pod that is lost is observed without it, at once.
+		lost, after := r.logUnreadable(cr, a, err, now)
+		if lost == nil {
+			logging.FromContext(ctx).Warnw("Cannot read the reporter's log yet", "error", err)
+			return controller.NewRequeueAfter(after)
+		}
+		end = lost
 	}
 	// Cancelling or timing out does not wait for the log: the stored statuses are kept
 	// and whatever did not finish ends.
