@@ -52,6 +52,9 @@ const (
 	// ReasonKubeletUnreachable: the reporter's log could not be read for a bounded time
 	// (the kubelet serving it does not answer).
 	ReasonKubeletUnreachable = "KubeletUnreachable"
+	// ReasonPodAnnotationChanged: the plan or run annotation of the attempt's pod differs
+	// from what the controller created it with; the run is not observed from it.
+	ReasonPodAnnotationChanged = "PodAnnotationChanged"
 	// ReasonTaskRunStatusRefused: the API server refused a child TaskRun's status for good
 	// (invalid, or too large for it to store), so the run cannot be recorded and ends.
 	ReasonTaskRunStatusRefused = "TaskRunStatusRefused"

@@ -156,7 +156,7 @@ func EndsPod(reason string) bool {
 	switch reason {
 	case string(v1beta1.CustomRunReasonCancelled), string(v1beta1.CustomRunReasonTimedOut),
 		ReasonPodDeleted, ReasonPodUnschedulable, ReasonPodFailed, ReasonTaskRunStatusRefused,
-		ReasonNodeLost, ReasonPodDisrupted, ReasonKubeletUnreachable,
+		ReasonNodeLost, ReasonPodDisrupted, ReasonKubeletUnreachable, ReasonPodAnnotationChanged,
 		string(v1.TaskRunReasonPodEvicted), string(v1.TaskRunReasonImagePullFailed),
 		string(v1.TaskRunReasonCreateContainerConfigError), string(v1.TaskRunReasonPodCreationFailed),
 		string(v1.TaskRunReasonStepOOM), string(v1.TaskRunReasonStepFailed),

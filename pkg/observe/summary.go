@@ -27,6 +27,10 @@ type Summary struct {
 	// read. Kept here, the bound on an unreachable kubelet survives a controller restart.
 	LogUnreadableSince *metav1.Time `json:"logUnreadableSince,omitempty"`
 	LogUnreadableSeen  *metav1.Time `json:"logUnreadableSeen,omitempty"`
+	// PodDigests are the digests ("sha256:<hex>") of the annotations of PodName the
+	// controller reads the run back from (its plan and run record), by annotation name,
+	// as created: a pod whose annotations no longer match was changed by someone else.
+	PodDigests map[string]string `json:"podDigests,omitempty"`
 }
 
 // TaskSummary is one child TaskRun.

@@ -118,10 +118,12 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 	var report map[string]plan.TaskState
 	var done bool
 	if a.pod != nil {
-		// A pod whose plan cannot be read keeps the tasks its TaskRuns stand for; a log
-		// that cannot be read, the stored statuses.
-		_ = a.readPlan()
-		report, done, _ = r.readReport(ctx, a.pod)
+		// A pod whose plan cannot be read, or was changed after creation, keeps the tasks
+		// its TaskRuns stand for and is not read from; a log that cannot be read, the
+		// stored statuses.
+		if err := a.readPlan(); err == nil {
+			report, done, _ = r.readReport(ctx, a.pod)
+		}
 	}
 	at := r.now()
 	if cr.Status.CompletionTime != nil {

@@ -52,6 +52,9 @@ func (r *Reconciler) logUnreadable(cr *v1beta1.CustomRun, a *runAttempt, err err
 		return observe.KubeletUnreachable(a.pod, elapsed, err, started), 0
 	}
 	s.LogUnreadableSince, s.LogUnreadableSeen = since, seen
+	if s.PodName == a.podName {
+		s = a.withDigests(s)
+	}
 	if serr := setSummary(cr, s); serr != nil {
 		return nil, unreadableRefresh
 	}

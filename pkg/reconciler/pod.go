@@ -62,8 +62,12 @@ func (r runRecord) encode() (string, error) {
 }
 
 // readPlan takes the attempt's tasks and run record from its pod. A pod whose plan
-// cannot be read cannot be observed: the run fails.
+// cannot be read, or whose annotations were changed after creation (digest.go), cannot
+// be observed: the run fails.
 func (a *runAttempt) readPlan() error {
+	if err := a.checkDigests(); err != nil {
+		return err
+	}
 	p, rec, err := planOf(a.pod)
 	if err != nil {
 		return &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: err}

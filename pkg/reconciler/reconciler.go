@@ -120,12 +120,18 @@ type runAttempt struct {
 	tasks    []plan.Task
 	record   runRecord
 	taskRuns []*v1.TaskRun
+	// digests are those of the pod's annotations as created (digest.go).
+	digests map[string]string
 }
 
 func newRunAttempt(cr *v1beta1.CustomRun) *runAttempt {
 	n := len(cr.Status.RetriesStatus)
 	a := &runAttempt{number: n, podName: plan.PodName(cr.Name, n)}
-	a.podCreated = observe.DecodeSummary(cr.Status.ExtraFields).PodName == a.podName
+	s := observe.DecodeSummary(cr.Status.ExtraFields)
+	a.podCreated = s.PodName == a.podName
+	if a.podCreated {
+		a.digests = s.PodDigests
+	}
 	return a
 }
 
@@ -194,7 +200,7 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 	// An attempt that is cancelled, timed out, lost its pod or had a status refused ends
 	// even if some TaskRun could not be written: finish writes it once the CustomRun is
 	// done, and the error requeues the run until it has.
-	if err := setSummary(cr, obs.Summarize(a.record.PipelineName, a.createdPod(), a.record.Skipped)); err != nil {
+	if err := setSummary(cr, a.withDigests(obs.Summarize(a.record.PipelineName, a.createdPod(), a.record.Skipped))); err != nil {
 		return err
 	}
 	if !obs.Over {
