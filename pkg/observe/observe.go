@@ -42,6 +42,22 @@ const (
 	// ReasonPodFailed: the pod ended (or its reporter died) before every task reported a
 	// final state, for a cause not covered by a more precise reason.
 	ReasonPodFailed = "PodFailed"
+	// ReasonNodeLost: the node controller marked the pod's node unreachable (the pod's
+	// status.reason is NodeLost).
+	ReasonNodeLost = "NodeLost"
+	// ReasonPodDisrupted: the pod has a DisruptionTarget condition: it is about to be
+	// terminated (preempted, evicted, its node's NoExecute taint, the kubelet's own
+	// shutdown or pressure eviction).
+	ReasonPodDisrupted = "PodDisrupted"
+	// ReasonKubeletUnreachable: the reporter's log could not be read for a bounded time
+	// (the kubelet serving it does not answer).
+	ReasonKubeletUnreachable = "KubeletUnreachable"
+	// ReasonPodAnnotationChanged: the plan or run annotation of the attempt's pod differs
+	// from what the controller created it with; the run is not observed from it.
+	ReasonPodAnnotationChanged = "PodAnnotationChanged"
+	// ReasonTaskRunStatusRefused: the API server refused a child TaskRun's status for good
+	// (invalid, or too large for it to store), so the run cannot be recorded and ends.
+	ReasonTaskRunStatusRefused = "TaskRunStatusRefused"
 	// ReasonCouldntGetPipelineResult mirrors Tekton's PipelineRun reason of the same name.
 	ReasonCouldntGetPipelineResult = string(v1.PipelineRunReasonCouldntGetPipelineResult)
 	// ReasonToBeRetried is set on the CustomRun between a failed attempt and the next one,

@@ -159,6 +159,19 @@ func TestPodFailure(t *testing.T) {
 			bounds: DefaultBounds, now: 2 * time.Minute, want: "PodFailed"},
 		{name: "pod ended early", pod: pod(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }), want: "PodFailed", message: "tasks without one: build, test"},
 		{name: "being deleted", pod: pod(func(p *corev1.Pod) { p.DeletionTimestamp = at(0) }), want: "PodDeleted"},
+		{name: "being deleted by the taint manager", pod: pod(func(p *corev1.Pod) {
+			p.DeletionTimestamp, p.Spec.NodeName = at(0), "node-1"
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "DeletionByTaintManager", Message: "Taint manager: deleting due to NoExecute taint"})
+		}), want: "PodDeleted", message: `pod "run-pod" on node "node-1" is being deleted (DeletionByTaintManager: Taint manager: deleting due to NoExecute taint) before every task finished`},
+		{name: "node unreachable", pod: pod(func(p *corev1.Pod) {
+			p.Spec.NodeName, p.Status.Reason, p.Status.Message = "node-1", "NodeLost", "Node node-1 which was running pod run-pod is unresponsive"
+		}), want: ReasonNodeLost, message: `pod "run-pod" on node "node-1": its node is unreachable (Node node-1 which was running pod run-pod is unresponsive); tasks without a final state: build, test`},
+		{name: "about to be preempted", pod: pod(func(p *corev1.Pod) {
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: corev1.PodReasonPreemptionByScheduler, Message: "preempted"})
+		}), want: ReasonPodDisrupted, message: `pod "run-pod" is being terminated (PreemptionByScheduler: preempted)`},
+		{name: "a disruption that did not happen", pod: pod(func(p *corev1.Pod) {
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionFalse})
+		})},
 		{name: "all reported final: whatever the pod", pod: pod(func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }),
 			report: map[string]plan.TaskState{"build": {Key: "build", Phase: plan.PhaseFailed}, "test": {Key: "test", Phase: plan.PhaseSkipped}}},
 	} {

@@ -3,6 +3,7 @@ package observe
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,75 @@ func PodDeleted(podName string, tasks []string) *Ending {
 	return podLevel(ReasonPodDeleted, msg, podName)
 }
 
+// nodeUnreachablePodReason is the status.reason the node controller gives the pods of a
+// node it cannot reach (k8s.io/kubernetes pkg/util/node NodeUnreachablePodReason; that
+// module is not a library to import).
+const nodeUnreachablePodReason = "NodeLost"
+
+// podBeingDeleted is the ending of an attempt whose pod is being deleted: the cause, when
+// the pod carries one (a DisruptionTarget condition), and its node are named.
+func podBeingDeleted(pod *corev1.Pod, tasks []string) *Ending {
+	msg := fmt.Sprintf("pod %q was deleted before every task finished", pod.Name)
+	if c := disruption(pod); c != nil {
+		msg = fmt.Sprintf("pod %q%s is being deleted (%s: %s) before every task finished", pod.Name, onNode(pod), c.Reason, c.Message)
+	}
+	if len(tasks) > 0 {
+		msg += fmt.Sprintf("; running: %s", strings.Join(tasks, ", "))
+	}
+	return podLevel(ReasonPodDeleted, msg, pod.Name)
+}
+
+func onNode(pod *corev1.Pod) string {
+	if pod.Spec.NodeName == "" {
+		return ""
+	}
+	return fmt.Sprintf(" on node %q", pod.Spec.NodeName)
+}
+
+// disruption is the pod's DisruptionTarget condition when it is true: the pod is about to
+// be terminated (k8s.io/api core/v1 DisruptionTarget).
+func disruption(pod *corev1.Pod) *corev1.PodCondition {
+	for i, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// KubeletUnreachable is the ending of an attempt whose reporter's log could not be read
+// for d, last with err; tasks are those that were running.
+func KubeletUnreachable(pod *corev1.Pod, d time.Duration, err error, tasks []string) *Ending {
+	node := "of pod " + strconv.Quote(pod.Name)
+	if pod.Spec.NodeName != "" {
+		node = "on node " + strconv.Quote(pod.Spec.NodeName)
+	}
+	msg := fmt.Sprintf("the kubelet %s has not answered for %s: %v", node, d, err)
+	if len(tasks) > 0 {
+		msg += fmt.Sprintf("; running: %s", strings.Join(tasks, ", "))
+	}
+	return podLevel(ReasonKubeletUnreachable, msg, pod.Name)
+}
+
+// PodLost tells a pod that is gone or going, whatever its containers say: it is being
+// deleted, its node is unreachable, or it is about to be terminated. Its log may not be
+// readable any more; the attempt is observed without it.
+func PodLost(pod *corev1.Pod) bool {
+	return pod != nil && (pod.DeletionTimestamp != nil || pod.Status.Reason == nodeUnreachablePodReason || disruption(pod) != nil)
+}
+
+// RefusedMessage is the message of a TaskRun whose status the API server refused for good.
+func RefusedMessage(cause string) string {
+	return "the API server refused the TaskRun's status: " + cause
+}
+
+// StatusRefused is the ending of an attempt one of whose TaskRuns' status the API server
+// refused for good: that task fails with message (see RefusedMessage), the others are
+// cancelled.
+func StatusRefused(t plan.Task, podName, message string) *Ending {
+	return culprit(Input{PodName: podName}, t, ReasonTaskRunStatusRefused, message)
+}
+
 // podLevel is an ending that no single task caused: tasks that had started fail with
 // the cause, the others are cancelled.
 func podLevel(reason, message, podName string) *Ending {
@@ -85,7 +155,8 @@ func culprit(in Input, t plan.Task, reason v1.TaskRunReason, taskMessage string)
 func EndsPod(reason string) bool {
 	switch reason {
 	case string(v1beta1.CustomRunReasonCancelled), string(v1beta1.CustomRunReasonTimedOut),
-		ReasonPodDeleted, ReasonPodUnschedulable, ReasonPodFailed,
+		ReasonPodDeleted, ReasonPodUnschedulable, ReasonPodFailed, ReasonTaskRunStatusRefused,
+		ReasonNodeLost, ReasonPodDisrupted, ReasonKubeletUnreachable, ReasonPodAnnotationChanged,
 		string(v1.TaskRunReasonPodEvicted), string(v1.TaskRunReasonImagePullFailed),
 		string(v1.TaskRunReasonCreateContainerConfigError), string(v1.TaskRunReasonPodCreationFailed),
 		string(v1.TaskRunReasonStepOOM), string(v1.TaskRunReasonStepFailed),
@@ -104,7 +175,15 @@ func PodFailure(in Input) *Ending {
 	}
 	now := in.Now.Time
 	if pod.DeletionTimestamp != nil {
-		return PodDeleted(pod.Name, startedTasks(in))
+		return podBeingDeleted(pod, startedTasks(in))
+	}
+	if pod.Status.Reason == nodeUnreachablePodReason {
+		return podLevel(ReasonNodeLost, fmt.Sprintf("pod %q%s: its node is unreachable (%s); tasks without a final state: %s",
+			pod.Name, onNode(pod), pod.Status.Message, strings.Join(unfinishedTasks(in), ", ")), pod.Name)
+	}
+	if c := disruption(pod); c != nil {
+		return podLevel(ReasonPodDisrupted, fmt.Sprintf("pod %q%s is being terminated (%s: %s); tasks without a final state: %s",
+			pod.Name, onNode(pod), c.Reason, c.Message, strings.Join(unfinishedTasks(in), ", ")), pod.Name)
 	}
 	switch pod.Status.Phase {
 	case corev1.PodFailed:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
@@ -21,6 +22,15 @@ type Summary struct {
 	// SkippedTasks are pipeline tasks skipped before anything ran, which have no TaskRun
 	// (a matrix over an empty array), as in a PipelineRun's status.skippedTasks.
 	SkippedTasks []v1.SkippedTask `json:"skippedTasks,omitempty"`
+	// LogUnreadableSince is when reading the reporter's log of PodName began to fail, and
+	// LogUnreadableSeen when the controller last saw it fail; both unset while it can be
+	// read. Kept here, the bound on an unreachable kubelet survives a controller restart.
+	LogUnreadableSince *metav1.Time `json:"logUnreadableSince,omitempty"`
+	LogUnreadableSeen  *metav1.Time `json:"logUnreadableSeen,omitempty"`
+	// PodDigests are the digests ("sha256:<hex>") of the annotations of PodName the
+	// controller reads the run back from (its plan and run record), by annotation name,
+	// as created: a pod whose annotations no longer match was changed by someone else.
+	PodDigests map[string]string `json:"podDigests,omitempty"`
 }
 
 // TaskSummary is one child TaskRun.

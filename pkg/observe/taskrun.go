@@ -308,6 +308,12 @@ func applySettled(s *v1.TaskRunStatus, t plan.Task, ts TaskSummary, in Input) {
 	setCondition(s, cond, in.Now)
 }
 
+// EndStatus ends a status as failed with reason and message at the given time, as an
+// ending does (running and waiting steps are terminated).
+func EndStatus(s *v1.TaskRunStatus, taskRun, podName, reason, message string, at metav1.Time) {
+	applyEnding(s, taskRun, podName, reason, message, at)
+}
+
 // applyEnding ends a non-final status, terminating its running and waiting steps the way
 // Tekton's terminateStepsInPod does.
 func applyEnding(s *v1.TaskRunStatus, taskRun, podName, reason, message string, at metav1.Time) {

@@ -396,6 +396,8 @@ func TestMarkReadyReplacesAnnotation(t *testing.T) {
 }
 
 // Reading the reporter's log of a running pod fails: nothing regresses, the run waits.
+// The one write is the CustomRun's summary recording when reading began to fail (the
+// clock of LogReadTimeout, lost_test.go); looking again soon after writes nothing.
 func TestReportUnreadable(t *testing.T) {
 	h := newHarness(t, newCustomRun("run"), taskA)
 	h.reconcile()
@@ -409,8 +411,16 @@ func TestReportUnreadable(t *testing.T) {
 	if diff := cmp.Diff(before, h.view()); diff != "" || !h.requeued() {
 		t.Errorf("requeued %v (-before +after)\n%s", h.requeued(), diff)
 	}
+	if w := h.writes(); w != (writeCount{UpdateStatus: 1}) {
+		t.Errorf("writes: %+v, want the CustomRun's summary only", w)
+	}
+	h.clock.SetTime(t0.Add(3 * time.Second))
+	h.reconcile()
+	if diff := cmp.Diff(before, h.view()); diff != "" || !h.requeued() {
+		t.Errorf("looking again: requeued %v (-before +after)\n%s", h.requeued(), diff)
+	}
 	if w := h.writes(); w != (writeCount{}) {
-		t.Errorf("writes: %+v", w)
+		t.Errorf("looking again: writes: %+v", w)
 	}
 }
 

@@ -83,6 +83,9 @@ func (r *Reconciler) start(ctx context.Context, cr *v1beta1.CustomRun, a *runAtt
 		return podErr
 	}
 	a.pod, a.podCreated, a.record, a.tasks = pod, true, rec, nil
+	// The pod as the API server answered the create (or as found, when an earlier
+	// reconcile created it: digest.go).
+	a.digests = podDigests(pod)
 	if p, _, err := planOf(pod); err == nil {
 		a.tasks = p.Tasks
 	}
@@ -332,7 +335,7 @@ func refused(what string, err error) error {
 	if errors.As(err, &f) {
 		return err
 	}
-	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) {
+	if permanentlyRefused(err) {
 		return &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: fmt.Errorf("%s: %w", what, err)}
 	}
 	if podAdmissionFailed(err) {

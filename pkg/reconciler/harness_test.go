@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -20,7 +21,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	ktesting "k8s.io/client-go/testing"
@@ -247,6 +250,42 @@ func admitTaskRun(tekton *tektonfake.Clientset) ktesting.ReactionFunc {
 		}
 		return false, nil, nil
 	}
+}
+
+// refuseOversized plays the API server's size limits on TaskRun writes (creates,
+// updates, the status subresource's included): an object whose JSON is over limit
+// bytes is refused with refusal, e.g. etcdTooLarge.
+func refuseOversized(f *ktesting.Fake, limit int, refusal func() error) {
+	f.PrependReactor("*", "taskruns", func(a ktesting.Action) (bool, runtime.Object, error) {
+		oa, ok := a.(interface{ GetObject() runtime.Object })
+		if !ok || oa.GetObject() == nil {
+			return false, nil, nil
+		}
+		b, err := json.Marshal(oa.GetObject())
+		if err != nil || len(b) <= limit {
+			return false, nil, nil
+		}
+		return true, nil, refusal()
+	})
+}
+
+// etcdTooLarge is the API server's answer when etcd refuses a write over its
+// --max-request-bytes: a 500 with etcd's words (k8s.io/apiserver passes the etcd error
+// on as an error that is not a status).
+func etcdTooLarge() error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusInternalServerError, Reason: metav1.StatusReasonUnknown,
+		Message: "etcdserver: request is too large",
+	}}
+}
+
+// bodyTooLarge is the API server's answer to a request body over its limit (3 MiB).
+func bodyTooLarge() error { return apierrors.NewRequestEntityTooLargeError("limit is 3145728") }
+
+// schemaInvalid is the API server's answer to an object its schema refuses.
+func schemaInvalid() error {
+	return apierrors.NewInvalid(schema.GroupKind{Group: "tekton.dev", Kind: "TaskRun"}, "run-a",
+		field.ErrorList{field.TooLong(field.NewPath("status", "results").Index(0).Child("value"), "", 1<<20)})
 }
 
 // restart makes a new controller over the same API server: fresh caches, nothing in memory.

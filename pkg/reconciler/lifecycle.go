@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 	"knative.dev/pkg/apis"
 	"knative.dev/pkg/controller"
+	"knative.dev/pkg/logging"
 	pkgreconciler "knative.dev/pkg/reconciler"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
@@ -117,10 +118,12 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 	var report map[string]plan.TaskState
 	var done bool
 	if a.pod != nil {
-		// A pod whose plan cannot be read keeps the tasks its TaskRuns stand for; a log
-		// that cannot be read, the stored statuses.
-		_ = a.readPlan()
-		report, done, _ = r.readReport(ctx, a.pod)
+		// A pod whose plan cannot be read, or was changed after creation, keeps the tasks
+		// its TaskRuns stand for and is not read from; a log that cannot be read, the
+		// stored statuses.
+		if err := a.readPlan(); err == nil {
+			report, done, _ = r.readReport(ctx, a.pod)
+		}
 	}
 	at := r.now()
 	if cr.Status.CompletionTime != nil {
@@ -133,7 +136,14 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 	}
 	in := a.input(report, done, end, at, r.Bounds)
 	in.Settled = summary.Settled()
-	return r.syncTaskRuns(ctx, in, observe.Observe(in))
+	obs := observe.Observe(in)
+	keepRefused(obs, storedRefusals(a.taskRuns, in.PodName))
+	refs, err := r.syncTaskRuns(ctx, in, obs)
+	for _, ref := range refs {
+		// Written again only when the run is looked at again for another reason.
+		logging.FromContext(ctx).Warnw("The API server refused the final status of a TaskRun of a finished run", "taskRun", ref.taskRun, "standInStored", ref.stored, "message", ref.message)
+	}
+	return err
 }
 
 func (r *Reconciler) now() metav1.Time {

@@ -62,8 +62,12 @@ func (r runRecord) encode() (string, error) {
 }
 
 // readPlan takes the attempt's tasks and run record from its pod. A pod whose plan
-// cannot be read cannot be observed: the run fails.
+// cannot be read, or whose annotations were changed after creation (digest.go), cannot
+// be observed: the run fails.
 func (a *runAttempt) readPlan() error {
+	if err := a.checkDigests(); err != nil {
+		return err
+	}
 	p, rec, err := planOf(a.pod)
 	if err != nil {
 		return &prepare.Failure{Reason: prepare.ReasonValidationFailed, Err: err}
@@ -137,7 +141,11 @@ func (r *Reconciler) readReport(ctx context.Context, pod *corev1.Pod) (map[strin
 	if pod == nil || !reporterStarted(pod) || r.Reports == nil {
 		return nil, false, nil
 	}
-	states, done, err := r.Reports.Read(ctx, pod)
+	// A kubelet that does not answer must not hold the reconcile (and its worker) either:
+	// a read that takes longer fails, and counts toward LogReadTimeout.
+	rctx, cancel := context.WithTimeout(ctx, logRequestTimeout)
+	defer cancel()
+	states, done, err := r.Reports.Read(rctx, pod)
 	if err != nil {
 		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			// What was read before the error, if anything.

@@ -120,12 +120,18 @@ type runAttempt struct {
 	tasks    []plan.Task
 	record   runRecord
 	taskRuns []*v1.TaskRun
+	// digests are those of the pod's annotations as created (digest.go).
+	digests map[string]string
 }
 
 func newRunAttempt(cr *v1beta1.CustomRun) *runAttempt {
 	n := len(cr.Status.RetriesStatus)
 	a := &runAttempt{number: n, podName: plan.PodName(cr.Name, n)}
-	a.podCreated = observe.DecodeSummary(cr.Status.ExtraFields).PodName == a.podName
+	s := observe.DecodeSummary(cr.Status.ExtraFields)
+	a.podCreated = s.PodName == a.podName
+	if a.podCreated {
+		a.digests = s.PodDigests
+	}
 	return a
 }
 
@@ -172,20 +178,29 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 		a.tasks, settled = withDeletedSkipped(a.tasks, recorded, a.taskRuns)
 	}
 	report, done, err := r.readReport(ctx, a.pod)
-	if err != nil && end == nil {
-		logging.FromContext(ctx).Warnw("Cannot read the reporter's log yet", "error", err)
-		return controller.NewRequeueAfter(r.interval())
+	if err != nil && end == nil && !observe.PodLost(a.pod) {
+		// The pod looks alive: its log is waited for, up to LogReadTimeout (lost.go). A
+		// pod that is lost is observed without it, at once.
+		lost, after := r.logUnreadable(cr, a, err, now)
+		if lost == nil {
+			logging.FromContext(ctx).Warnw("Cannot read the reporter's log yet", "error", err)
+			return controller.NewRequeueAfter(after)
+		}
+		end = lost
 	}
 	// Cancelling or timing out does not wait for the log: the stored statuses are kept
 	// and whatever did not finish ends.
 	in := a.input(report, done, end, now, r.Bounds)
 	in.Settled = settled
-	obs := observe.Observe(in)
+	obs, syncErr := r.observeAndSync(ctx, a, in)
 	obs.SkippedBefore = len(a.record.Skipped)
-	if err := r.syncTaskRuns(ctx, in, obs); err != nil {
-		return err
+	if syncErr != nil && !(obs.Over && obs.End != nil && (end != nil || obs.End.Reason == observe.ReasonTaskRunStatusRefused)) {
+		return syncErr
 	}
-	if err := setSummary(cr, obs.Summarize(a.record.PipelineName, a.createdPod(), a.record.Skipped)); err != nil {
+	// An attempt that is cancelled, timed out, lost its pod or had a status refused ends
+	// even if some TaskRun could not be written: finish writes it once the CustomRun is
+	// done, and the error requeues the run until it has.
+	if err := setSummary(cr, a.withDigests(obs.Summarize(a.record.PipelineName, a.createdPod(), a.record.Skipped))); err != nil {
 		return err
 	}
 	if !obs.Over {
@@ -195,7 +210,45 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 		cr.Status.MarkCustomRunRunning(string(v1beta1.CustomRunReasonRunning), "%s", obs.Count().RunningMessage())
 		return controller.NewRequeueAfter(r.requeueAfter(ctx, cr, now))
 	}
-	return r.conclude(cr, a, obs, now)
+	if ev := r.conclude(cr, a, obs, now); syncErr == nil {
+		return ev
+	}
+	return syncErr
+}
+
+// observeAndSync observes the attempt and writes its TaskRuns' statuses. A status the
+// API server refuses for good (refused.go), now or in an earlier reconcile of this
+// attempt, ends the attempt, unless something else already does: then the ending's
+// message names it. Only errors worth retrying are returned.
+func (r *Reconciler) observeAndSync(ctx context.Context, a *runAttempt, in observe.Input) (*observe.Observation, error) {
+	refused := storedRefusals(a.taskRuns, in.PodName)
+	if in.End == nil {
+		in.End = refusalEnding(a.tasks, refused, in.PodName)
+	}
+	obs := observe.Observe(in)
+	keepRefused(obs, refused)
+	refs, err := r.syncTaskRuns(ctx, in, obs)
+	if len(refs) == 0 {
+		return obs, err
+	}
+	for _, ref := range refs {
+		refused[ref.taskRun] = ref
+	}
+	if obs.End != nil {
+		keepRefused(obs, refused)
+		obs.End.Message += refusedNote(refs)
+		return obs, err
+	}
+	// The other tasks end now: observed again with the ending, and written.
+	in.End = refusalEnding(a.tasks, refused, in.PodName)
+	obs = observe.Observe(in)
+	keepRefused(obs, refused)
+	more, err := r.syncTaskRuns(ctx, in, obs)
+	for _, ref := range more {
+		refused[ref.taskRun] = ref
+	}
+	keepRefused(obs, refused)
+	return obs, err
 }
 
 // findOrStart fills a with the attempt's child TaskRuns and pod, creating them when the

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"knative.dev/pkg/apis"
+	"knative.dev/pkg/logging"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
@@ -109,12 +110,15 @@ func byName(trs []*v1.TaskRun) map[string]*v1.TaskRun {
 // syncTaskRuns writes every child TaskRun status that differs from the computed one,
 // concurrently (maxConcurrentWrites at a time). A conflict means someone else wrote
 // meanwhile: the status is recomputed against what they wrote, so their newer fields
-// are kept and our final status still wins. Each write emits the events Tekton emits
-// for its own TaskRuns. A skipped task's TaskRun that never ran is left as it is, to be
-// deleted (see deleteSkippedTaskRuns).
-func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *observe.Observation) error {
+// are kept and our final status still wins. A status the API server refuses for good
+// gets a stand-in failure instead (see refused.go) and is returned among the refusals,
+// not the errors: retrying it would block the run forever. Each write emits the events
+// Tekton emits for its own TaskRuns. A skipped task's TaskRun that never ran is left as
+// it is, to be deleted (see deleteSkippedTaskRuns).
+func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *observe.Observation) ([]refusal, error) {
 	var mu sync.Mutex
 	var errs []error
+	var refusals []refusal
 	var g errgroup.Group
 	g.SetLimit(maxConcurrentWrites)
 	for _, out := range obs.Tasks {
@@ -123,22 +127,79 @@ func (r *Reconciler) syncTaskRuns(ctx context.Context, in observe.Input, obs *ob
 			continue
 		}
 		g.Go(func() error {
-			if err := r.writeTaskRunStatus(ctx, in, tr, out.Status); err != nil {
-				mu.Lock()
+			ref, err := r.writeTaskRunStatus(ctx, in, tr, out.Status)
+			mu.Lock()
+			defer mu.Unlock()
+			if ref != nil {
+				refusals = append(refusals, *ref)
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("updating the status of TaskRun %q: %w", tr.Name, err))
-				mu.Unlock()
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-	return errors.Join(errs...)
+	sort.Slice(refusals, func(i, j int) bool { return refusals[i].taskRun < refusals[j].taskRun })
+	return refusals, errors.Join(errs...)
 }
 
-// writeTaskRunStatus writes one child TaskRun's status, retrying on conflicts.
-func (r *Reconciler) writeTaskRunStatus(ctx context.Context, in observe.Input, tr *v1.TaskRun, desired v1.TaskRunStatus) error {
+// writeTaskRunStatus writes one child TaskRun's status, retrying on conflicts. When the
+// API server refuses it for good, the stand-ins for it are written instead, and the
+// refusal is returned.
+func (r *Reconciler) writeTaskRunStatus(ctx context.Context, in observe.Input, tr *v1.TaskRun, desired v1.TaskRunStatus) (*refusal, error) {
 	run := types.NamespacedName{Namespace: tr.Namespace, Name: tr.Labels[pipeline.CustomRunKey]}
+	cur, err := r.putTaskRunStatus(ctx, run, tr, desired, func(fresh *v1.TaskRun) v1.TaskRunStatus {
+		again := in
+		again.TaskRuns = maps.Clone(in.TaskRuns)
+		again.TaskRuns[fresh.Name] = fresh
+		for _, o := range observe.Observe(again).Tasks {
+			if o.Task.TaskRun == fresh.Name {
+				return o.Status
+			}
+		}
+		return desired
+	})
+	if err == nil || !permanentlyRefused(err) {
+		return nil, r.gone(run, tr, err)
+	}
+	ref := &refusal{taskRun: tr.Name, message: observe.RefusedMessage(refusalCause(err))}
+	logging.FromContext(ctx).Warnw("The API server refused a TaskRun's status for good; writing a failure in its place", "taskRun", tr.Name, "error", err)
+	for _, standIn := range standIns(desired, in.PodName, ref.message, in.Now) {
+		ref.status = standIn
+		if equality.Semantic.DeepEqual(cur.Status, standIn) {
+			ref.stored = true
+			return ref, nil
+		}
+		// The stand-in is fixed: a conflict writes it again over the newer version.
+		next, err := r.putTaskRunStatus(ctx, run, cur, standIn, nil)
+		switch {
+		case err == nil:
+			ref.stored = true
+			return ref, nil
+		case !permanentlyRefused(err):
+			return ref, r.gone(run, tr, err)
+		}
+		cur = next
+	}
+	return ref, nil
+}
+
+// gone forgets a TaskRun that a write found deleted, which is no error; other errors are
+// returned.
+func (r *Reconciler) gone(run types.NamespacedName, tr *v1.TaskRun, err error) error {
+	if apierrors.IsNotFound(err) {
+		r.written.gone(run, tr.Name)
+		return nil
+	}
+	return err
+}
+
+// putTaskRunStatus writes desired as tr's status, retrying on conflicts against the
+// fresh version, with the status recompute gives for it (nil: desired as it is). It
+// returns the latest version it knows of, written or not.
+func (r *Reconciler) putTaskRunStatus(ctx context.Context, run types.NamespacedName, tr *v1.TaskRun, desired v1.TaskRunStatus, recompute func(*v1.TaskRun) v1.TaskRunStatus) (*v1.TaskRun, error) {
 	cur := tr
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := r.releasePending(ctx, run, &cur, desired); err != nil {
@@ -161,24 +222,15 @@ func (r *Reconciler) writeTaskRunStatus(ctx context.Context, in observe.Input, t
 			return gerr
 		}
 		cur = fresh
-		again := in
-		again.TaskRuns = maps.Clone(in.TaskRuns)
-		again.TaskRuns[fresh.Name] = fresh
-		for _, o := range observe.Observe(again).Tasks {
-			if o.Task.TaskRun == fresh.Name {
-				desired = o.Status
-			}
+		if recompute != nil {
+			desired = recompute(fresh)
 		}
 		if equality.Semantic.DeepEqual(fresh.Status, desired) {
 			return nil
 		}
 		return err
 	})
-	if apierrors.IsNotFound(err) {
-		r.written.gone(run, tr.Name)
-		return nil
-	}
-	return err
+	return cur, err
 }
 
 // releasePending clears spec.status of a child that is about to be given a start time.
