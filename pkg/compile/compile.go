@@ -38,6 +38,9 @@ import (
 
 // Compiled is a Pipeline ready to be built into one pod.
 type Compiled struct {
+	// taskRunStatus is the child TaskRuns' spec.status at creation (TaskRunSpecStatus).
+	taskRunStatus v1.TaskRunSpecStatus
+
 	CustomRun    *v1beta1.CustomRun
 	PipelineName string
 	// Results is the Pipeline's results spec, still referring to task results.
@@ -61,7 +64,7 @@ type Task struct {
 	plan.Task
 	// TaskName is the referenced Task's name ("" for an inline taskSpec), for $(context.task.name).
 	TaskName string
-	// TaskRun is the child TaskRun as it will be created (spec.status TaskRunPending).
+	// TaskRun is the child TaskRun as it will be created.
 	TaskRun *v1.TaskRun
 	// WorkspaceVolumes maps each of the TaskRun's workspace bindings to the pod volume of
 	// the pipeline workspace it binds, so tasks sharing a workspace share a volume.
@@ -114,6 +117,7 @@ func Compile(ctx context.Context, cr *v1beta1.CustomRun, r *resolve.Resolved) (*
 		ServiceAccountName: pr.Spec.TaskRunTemplate.ServiceAccountName,
 		PodTemplate:        pr.Spec.TaskRunTemplate.PodTemplate,
 		Timeouts:           pr.Spec.Timeouts,
+		taskRunStatus:      TaskRunSpecStatus(ctx),
 	}
 	if c.ServiceAccountName == "" {
 		c.ServiceAccountName = "default"

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 
@@ -18,9 +19,32 @@ import (
 // MatrixIndexLabel numbers the child TaskRuns of a matrixed pipeline task.
 const MatrixIndexLabel = "tekton.dev/matrixIndex"
 
+// managedByHonoured is the context key of WithManagedByHonoured.
+type managedByHonoured struct{}
+
+// WithManagedByHonoured says that the cluster's Tekton leaves a TaskRun whose
+// spec.managedBy names another controller alone (Tekton v1.5.0 and later,
+// pkg/reconciler/taskrun/controller.go, taskRunFilterManagedBy): the child TaskRuns are
+// then created without spec.status TaskRunPending, which only an older Tekton needs to
+// keep from making their pods, and which costs a spec update per task as it starts
+// (docs/design.md, hazard 1).
+func WithManagedByHonoured(ctx context.Context) context.Context {
+	return context.WithValue(ctx, managedByHonoured{}, true)
+}
+
+// TaskRunSpecStatus is the spec.status child TaskRuns are created with: TaskRunPending
+// unless the context says the cluster's Tekton honours spec.managedBy.
+func TaskRunSpecStatus(ctx context.Context) v1.TaskRunSpecStatus {
+	if honoured, _ := ctx.Value(managedByHonoured{}).(bool); honoured {
+		return ""
+	}
+	return v1.TaskRunSpecStatusPending
+}
+
 // taskRun is the child TaskRun of one matrix instance of a PipelineTask, as it will be
-// created: pending, and managed by this controller rather than Tekton's. Compile is the
-// one place a child TaskRun's metadata and spec are written.
+// created: managed by this controller rather than Tekton's, and pending where the
+// cluster's Tekton needs it (WithManagedByHonoured). Compile is the one place a child
+// TaskRun's metadata and spec are written.
 func (c *Compiled) taskRun(p *pipelineTask, key string, i int, combo v1.Params) *v1.TaskRun {
 	params := append(append(v1.Params{}, combo...), p.pt.Params...)
 	return &v1.TaskRun{
@@ -31,7 +55,7 @@ func (c *Compiled) taskRun(p *pipelineTask, key string, i int, combo v1.Params) 
 			TaskSpec:           p.task.TaskSpec.DeepCopy(),
 			ServiceAccountName: c.ServiceAccountName,
 			PodTemplate:        c.PodTemplate,
-			Status:             v1.TaskRunSpecStatusPending,
+			Status:             c.taskRunStatus,
 			ManagedBy:          ptr.To(v1alpha1.TaskRunManagedBy),
 			Retries:            p.pt.Retries,
 			Timeout:            p.timeout,

@@ -70,11 +70,13 @@ func NewController(opts Options) func(context.Context, configmap.Watcher) *contr
 		if ns == "" {
 			ns = DefaultTektonNamespace
 		}
-		store, err := WatchTektonConfig(ctx, kubeclient.Get(ctx), ns)
+		tekton := &TektonVersion{}
+		store, err := WatchTektonConfig(ctx, kubeclient.Get(ctx), ns, tekton)
 		if err != nil {
 			logging.FromContext(ctx).Fatalw("Cannot read Tekton's configuration", "error", err)
 		}
 		r := newReconciler(ctx, opts)
+		r.Tekton = tekton
 		impl := customrunreconciler.NewImpl(ctx, r, func(*controller.Impl) controller.Options {
 			// The generated reconciler puts the store's configuration into the context
 			// of every reconcile (store.ToContext), as Tekton's reconcilers do.

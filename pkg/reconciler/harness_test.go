@@ -40,6 +40,7 @@ import (
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 )
@@ -98,7 +99,7 @@ type fakePreparer struct {
 	injectedSidecars bool
 }
 
-func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
+func (f *fakePreparer) Prepare(ctx context.Context, cr *v1beta1.CustomRun) (*prepare.Prepared, error) {
 	f.calls++
 	if f.err != nil {
 		return nil, f.err
@@ -117,7 +118,7 @@ func (f *fakePreparer) Prepare(_ context.Context, cr *v1beta1.CustomRun) (*prepa
 				},
 				OwnerReferences: []metav1.OwnerReference{*kmeta.NewControllerRef(cr)},
 			},
-			Spec: v1.TaskRunSpec{Status: v1.TaskRunSpecStatusPending, TaskSpec: &v1.TaskSpec{}, ManagedBy: ptr.To(v1alpha1.TaskRunManagedBy)},
+			Spec: v1.TaskRunSpec{Status: compile.TaskRunSpecStatus(ctx), TaskSpec: &v1.TaskSpec{}, ManagedBy: ptr.To(v1alpha1.TaskRunManagedBy)},
 		}
 		pt := plan.Task{Key: d.key(), PipelineTask: d.name, TaskRun: tr.Name, Finally: d.finally}
 		for i := range d.steps {

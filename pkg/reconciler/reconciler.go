@@ -40,6 +40,7 @@ import (
 	pkgreconciler "knative.dev/pkg/reconciler"
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
+	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
 	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
@@ -59,6 +60,8 @@ type Reconciler struct {
 	// RequeueInterval is how often a running CustomRun is looked at again: Followers
 	// enqueue it as the reporter's log changes; this is the fallback.
 	RequeueInterval time.Duration
+	// Tekton is the cluster's Tekton release; nil: unknown.
+	Tekton *TektonVersion
 
 	written writtenTaskRuns
 }
@@ -99,6 +102,9 @@ func (r *Reconciler) ReconcileKind(ctx context.Context, cr *v1beta1.CustomRun) p
 	}()
 	if cr.IsDone() {
 		return r.finish(ctx, cr)
+	}
+	if r.Tekton.HonoursManagedBy() {
+		ctx = compile.WithManagedByHonoured(ctx)
 	}
 	now := r.now()
 	if !cr.HasStarted() {

@@ -119,7 +119,7 @@ func TestWatchTektonConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(logtesting.TestContextWithLogger(t))
 	defer cancel()
 	kc := k8sfake.NewSimpleClientset(tektonCM(config.GetFeatureFlagsConfigName(), map[string]string{"enable-param-enum": "true"}))
-	store, err := WatchTektonConfig(ctx, kc, DefaultTektonNamespace)
+	store, err := WatchTektonConfig(ctx, kc, DefaultTektonNamespace, &TektonVersion{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestWatchTektonConfigForbidden(t *testing.T) {
 	kc.PrependReactor("list", "configmaps", func(ktesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(corev1.Resource("configmaps"), "", errors.New("no RBAC"))
 	})
-	_, err := WatchTektonConfig(ctx, kc, "tekton-elsewhere")
+	_, err := WatchTektonConfig(ctx, kc, "tekton-elsewhere", &TektonVersion{})
 	if err == nil || !strings.Contains(err.Error(), "namespace tekton-elsewhere") {
 		t.Errorf("err = %v, want one naming the namespace", err)
 	}
@@ -256,5 +256,23 @@ func TestFeatureFlagFlipWithoutRestart(t *testing.T) {
 			t.Fatalf("after enabling enable-param-enum, run %s: %q", name, got)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Only a release Tekton states, from v1.5.0 on, is known to honour spec.managedBy.
+func TestTektonVersion(t *testing.T) {
+	for v, want := range map[string]bool{
+		"v1.15.1": true, "v1.5.0": true, "1.6.0": true, "v1.5.0-rc.1": false, "v1.4.2": false,
+		"devel": false, "": false,
+	} {
+		tv := &TektonVersion{}
+		tv.observe(&corev1.ConfigMap{Data: map[string]string{"version": v}})
+		if got := tv.HonoursManagedBy(); got != want {
+			t.Errorf("version %q: HonoursManagedBy = %v, want %v", v, got, want)
+		}
+	}
+	var unknown *TektonVersion
+	if unknown.HonoursManagedBy() {
+		t.Error("no TektonVersion: HonoursManagedBy = true")
 	}
 }

@@ -154,7 +154,8 @@ func (d *describer) taskRuns(cr *v1beta1.CustomRun, s observe.Summary, items []v
 			continue
 		}
 		status, reason := conditionOf(tr.Status.Conditions)
-		if len(tr.Status.Conditions) == 0 && tr.IsPending() {
+		// No status yet: created, not started (spec.status TaskRunPending or not).
+		if len(tr.Status.Conditions) == 0 {
 			status = "Pending"
 		}
 		task := tr.Labels[pipeline.PipelineTaskLabelKey]
