@@ -89,6 +89,7 @@ type Output struct {
 
 // Pod makes the pod, child TaskRuns and PVCs of one attempt of a compiled run.
 func Pod(ctx context.Context, opts Options, c *compile.Compiled) (*Output, error) {
+	opts.KubeClient = readOnce(opts.KubeClient)
 	out := &Output{Plan: &plan.Plan{}}
 	if t := c.Timeouts; t != nil {
 		out.Plan.PipelineTimeout, out.Plan.TasksTimeout, out.Plan.FinallyTimeout = nonZero(t.Pipeline), nonZero(t.Tasks), nonZero(t.Finally)
