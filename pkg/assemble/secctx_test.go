@@ -61,7 +61,7 @@ func withFeatureFlags(t *testing.T, flags map[string]string) context.Context {
 	return config.ToContext(context.Background(), cfg)
 }
 
-func renderDocs(t *testing.T, ctx context.Context, docs []render.Document) *corev1.Pod {
+func renderDocs(ctx context.Context, t *testing.T, docs []render.Document) *corev1.Pod {
 	t.Helper()
 	res, err := render.Render(ctx, render.DefaultOptions(), docs)
 	if err != nil {
@@ -73,13 +73,13 @@ func renderDocs(t *testing.T, ctx context.Context, docs []render.Document) *core
 	return res[0].Output.Pod
 }
 
-func renderYAML(t *testing.T, ctx context.Context, src string) *corev1.Pod {
+func renderYAML(ctx context.Context, t *testing.T, src string) *corev1.Pod {
 	t.Helper()
 	docs, err := render.Parse("run.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return renderDocs(t, ctx, docs)
+	return renderDocs(ctx, t, docs)
 }
 
 // evaluateRestricted is what the API server's PodSecurity admission decides for p in a
@@ -127,7 +127,7 @@ func TestRestrictedExamplePasses(t *testing.T) {
 		{name: "flag off", flags: nil, allowed: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := renderDocs(t, withFeatureFlags(t, tc.flags), docs)
+			p := renderDocs(withFeatureFlags(t, tc.flags), t, docs)
 			got := evaluateRestricted(t, p)
 			if got.Allowed != tc.allowed {
 				t.Fatalf("allowed = %v, want %v: %s: %s", got.Allowed, tc.allowed, got.ForbiddenReason(), got.ForbiddenDetail())
@@ -155,7 +155,7 @@ func TestRestrictedExamplePasses(t *testing.T) {
 // refused for its steps names only them, and our containers alone, with no pod-level
 // securityContext to lean on, pass.
 func TestOwnContainersNeverRefused(t *testing.T) {
-	p := renderYAML(t, withFeatureFlags(t, securityContextOn), unrestricted)
+	p := renderYAML(withFeatureFlags(t, securityContextOn), t, unrestricted)
 	own := ownContainers(p)
 	var names []string
 	for _, c := range own {
@@ -196,7 +196,7 @@ func TestOwnContainersNeverRefused(t *testing.T) {
 // init containers.
 func TestOwnSecurityContextWindows(t *testing.T) {
 	src := strings.Replace(unrestricted, "spec:\n  pipelineSpec:", "spec:\n  taskRunTemplate:\n    podTemplate: {nodeSelector: {kubernetes.io/os: windows}}\n  pipelineSpec:", 1)
-	p := renderYAML(t, withFeatureFlags(t, securityContextOn), src)
+	p := renderYAML(withFeatureFlags(t, securityContextOn), t, src)
 	for _, c := range ownContainers(p) {
 		if c.Name == assemble.ContainerInit || c.Name == plan.ReporterContainer {
 			if d := cmp.Diff(pod.WindowsSecurityContext, c.SecurityContext); d != "" {
@@ -215,7 +215,7 @@ func TestStepsAsTektonUnderSecurityContextFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs = append(docs, render.Document{Source: "sa", Object: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}})
-	ours := renderDocs(t, ctx, docs)
+	ours := renderDocs(ctx, t, docs)
 	pr, ok := docs[0].Object.(*v1.PipelineRun)
 	if !ok {
 		t.Fatalf("%T", docs[0].Object)

@@ -59,7 +59,7 @@ func writeAtomic(path string, data []byte) error {
 	var f *os.File
 	var err error
 	for range 10 {
-		f, err = os.OpenFile(fmt.Sprintf("%s.tmp-%016x", path, rand.Uint64()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err = os.OpenFile(fmt.Sprintf("%s.tmp-%016x", path, rand.Uint64()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644) //nolint:gosec // a unique name, not a secret: O_EXCL catches a collision
 		if !errors.Is(err, os.ErrExist) {
 			break
 		}

@@ -39,8 +39,8 @@ import (
 
 	"github.com/pipelineinpod/pipelineinpod/pkg/apis/pipelineinpod/v1alpha1"
 	"github.com/pipelineinpod/pipelineinpod/pkg/assemble"
-	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/compile"
+	"github.com/pipelineinpod/pipelineinpod/pkg/observe"
 	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 )
@@ -263,7 +263,10 @@ func refuseOversized(f *ktesting.Fake, limit int, refusal func() error) {
 			return false, nil, nil
 		}
 		b, err := json.Marshal(oa.GetObject())
-		if err != nil || len(b) <= limit {
+		if err != nil {
+			return true, nil, err
+		}
+		if len(b) <= limit {
 			return false, nil, nil
 		}
 		return true, nil, refusal()
