@@ -142,8 +142,8 @@ func TestContainersAndPlan(t *testing.T) {
 	if _, ready := p.Annotations["tekton.dev/ready"]; ready {
 		t.Error("a pod with sidecars must not be ready at creation")
 	}
-	if p.Name != plan.PodName("r", 0) || p.Spec.Containers[len(p.Spec.Containers)-1].Name != plan.ReporterContainer {
-		t.Errorf("pod %s, last container %s", p.Name, p.Spec.Containers[len(p.Spec.Containers)-1].Name)
+	if p.Name != plan.PodName("r", 0) || p.Spec.Containers[0].Name != plan.ReporterContainer {
+		t.Errorf("pod %s, first container %s", p.Name, p.Spec.Containers[0].Name)
 	}
 }
 

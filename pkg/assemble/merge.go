@@ -254,7 +254,11 @@ func (m *merger) pod(ctx context.Context, c *compile.Compiled, encodedPlan strin
 	spec := *m.first.Spec.DeepCopy()
 	security := ownSecurityContext(ctx, spec)
 	spec.InitContainers = m.initContainers(security)
-	spec.Containers = append(m.containers, m.reporter(security))
+	// The reporter first: the kubelet starts a pod's containers in order, and a task now
+	// starts as soon as its own container has (docs/design.md, "Starting the first task"),
+	// so a reporter started last would see the first tasks' transitions only after the
+	// fact, and tkn pipelineinpod logs could not tell a retried task's attempts apart.
+	spec.Containers = append([]corev1.Container{m.reporter(security)}, m.containers...)
 	spec.Volumes = append(m.volumes, pipVolumes()...)
 	spec.ServiceAccountName = c.ServiceAccountName
 	spec.ActiveDeadlineSeconds = activeDeadline(c)

@@ -3,6 +3,9 @@
 package e2e
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	tektonpod "github.com/tektoncd/pipeline/pkg/pod"
@@ -55,6 +58,15 @@ func (e *env) checkResults(cr *v1beta1.CustomRun, want map[string]string) {
 // their containers, start and completion times, results), labels, owner and pod name.
 func (e *env) checkSucceededChildren(cr *v1beta1.CustomRun, want map[string]wantTask) {
 	e.t.Helper()
+	// A run this short ends (its tasks' states say so) before the kubelet has moved the
+	// pod's phase on from Pending: tasks start as their own containers do.
+	e.poll(30*time.Second, "the pod of "+cr.Name+" to leave phase Pending", func() (bool, string) {
+		pods := e.podsOf(cr.Name)
+		if len(pods) != 1 {
+			return false, fmt.Sprintf("%d pods", len(pods))
+		}
+		return pods[0].Status.Phase != corev1.PodPending, string(pods[0].Status.Phase)
+	})
 	pod := e.onePod(cr.Name)
 	if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodRunning {
 		e.t.Errorf("pod %s: phase %s, want Succeeded (or Running while it winds down)", pod.Name, pod.Status.Phase)

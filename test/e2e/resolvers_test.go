@@ -115,15 +115,6 @@ func (e *env) checkRemoteGreet(cr *v1beta1.CustomRun, who string) {
 	e.checkSucceeded(cr)
 	text := "HELLO " + who + " " + shoutMarker
 	e.checkResults(cr, map[string]string{"greeting": text})
-	// A run this short ends (its containers' states say so) before the kubelet has moved
-	// the pod's phase on from Pending.
-	e.poll(30*time.Second, "the pod of "+cr.Name+" to leave phase Pending", func() (bool, string) {
-		pods := e.podsOf(cr.Name)
-		if len(pods) != 1 {
-			return false, fmt.Sprintf("%d pods", len(pods))
-		}
-		return pods[0].Status.Phase != corev1.PodPending, string(pods[0].Status.Phase)
-	})
 	e.checkSucceededChildren(cr, map[string]wantTask{"greet": {memberOf: "tasks", steps: []string{"shout"}, results: map[string]string{"text": text}}})
 	tr := e.childTaskRuns(cr.Name)["greet"]
 	if tr == nil {
