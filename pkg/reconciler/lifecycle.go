@@ -98,8 +98,7 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 	if a.taskRuns, err = r.childTaskRuns(cr); err != nil {
 		return err
 	}
-	summary := observe.DecodeSummary(cr.Status.ExtraFields)
-	if a.taskRuns, err = r.deleteSkippedTaskRuns(ctx, summary, a.taskRuns); err != nil {
+	if a.taskRuns, err = r.deleteSkippedTaskRuns(ctx, a.recorded, a.taskRuns); err != nil {
 		return err
 	}
 	allFinal := true
@@ -135,7 +134,7 @@ func (r *Reconciler) finish(ctx context.Context, cr *v1beta1.CustomRun) pkgrecon
 		TaskMessage: fmt.Sprintf("TaskRun cancelled as the CustomRun it belongs to has finished (%s).", c.Reason),
 	}
 	in := a.input(report, done, end, at, r.Bounds)
-	in.Settled = summary.Settled()
+	in.Settled = a.recorded.Settled()
 	obs := observe.Observe(in)
 	keepRefused(obs, storedRefusals(a.taskRuns, in.PodName))
 	refs, err := r.syncTaskRuns(ctx, in, obs)

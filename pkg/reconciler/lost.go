@@ -39,7 +39,7 @@ const (
 // cannot be read now, and returns the ending once it has not been readable for
 // LogReadTimeout; otherwise nil and when to look again.
 func (r *Reconciler) logUnreadable(cr *v1beta1.CustomRun, a *runAttempt, err error, now metav1.Time) (*observe.Ending, time.Duration) {
-	s := observe.DecodeSummary(cr.Status.ExtraFields)
+	s := a.recorded
 	since, seen := s.LogUnreadableSince, s.LogUnreadableSeen
 	switch {
 	case since == nil || seen == nil || now.Sub(seen.Time) > unreadableGap || now.Before(since):

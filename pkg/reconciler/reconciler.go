@@ -128,15 +128,17 @@ type runAttempt struct {
 	taskRuns []*v1.TaskRun
 	// digests are those of the pod's annotations as created (digest.go).
 	digests map[string]string
+	// recorded is the CustomRun's summary as stored when the reconcile began (this
+	// reconcile writes its own at the end, setSummary).
+	recorded observe.Summary
 }
 
 func newRunAttempt(cr *v1beta1.CustomRun) *runAttempt {
 	n := len(cr.Status.RetriesStatus)
-	a := &runAttempt{number: n, podName: plan.PodName(cr.Name, n)}
-	s := observe.DecodeSummary(cr.Status.ExtraFields)
-	a.podCreated = s.PodName == a.podName
+	a := &runAttempt{number: n, podName: plan.PodName(cr.Name, n), recorded: observe.DecodeSummary(cr.Status.ExtraFields)}
+	a.podCreated = a.recorded.PodName == a.podName
 	if a.podCreated {
-		a.digests = s.PodDigests
+		a.digests = a.recorded.PodDigests
 	}
 	return a
 }
@@ -173,15 +175,14 @@ func (r *Reconciler) reconcileRunAttempt(ctx context.Context, cr *v1beta1.Custom
 	if err != nil {
 		return r.stopFor(cr, err)
 	}
-	// The summary as stored (this reconcile has not written it yet) records which tasks
-	// were skipped; their never-run TaskRuns go (status.go: skipped pipeline tasks).
-	recorded := observe.DecodeSummary(cr.Status.ExtraFields)
-	if a.taskRuns, err = r.deleteSkippedTaskRuns(ctx, recorded, a.taskRuns); err != nil {
+	// The summary as stored records which tasks were skipped; their never-run TaskRuns go
+	// (status.go: skipped pipeline tasks).
+	if a.taskRuns, err = r.deleteSkippedTaskRuns(ctx, a.recorded, a.taskRuns); err != nil {
 		return err
 	}
 	var settled map[string]observe.TaskSummary
 	if a.pod == nil {
-		a.tasks, settled = withDeletedSkipped(a.tasks, recorded, a.taskRuns)
+		a.tasks, settled = withDeletedSkipped(a.tasks, a.recorded, a.taskRuns)
 	}
 	report, done, err := r.readReport(ctx, a.pod)
 	if err != nil && end == nil && !observe.PodLost(a.pod) {
