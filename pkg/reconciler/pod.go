@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -212,19 +213,9 @@ func readyAtCreate(sent, created *corev1.Pod, p *plan.Plan) bool {
 			return false
 		}
 	}
-	return sameNames(sent.Spec.Containers, created.Spec.Containers) && sameNames(sent.Spec.InitContainers, created.Spec.InitContainers)
-}
-
-func sameNames(a, b []corev1.Container) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].Name != b[i].Name {
-			return false
-		}
-	}
-	return true
+	sameName := func(x, y corev1.Container) bool { return x.Name == y.Name }
+	return slices.EqualFunc(sent.Spec.Containers, created.Spec.Containers, sameName) &&
+		slices.EqualFunc(sent.Spec.InitContainers, created.Spec.InitContainers, sameName)
 }
 
 // deleteEndedPods deletes the pods of ended run attempts (the first n) that must not keep
