@@ -166,6 +166,19 @@ func (e *env) createPipelineRun(docs []render.Document) *v1.PipelineRun {
 	return nil
 }
 
+// customRunOf is the one CustomRun Tekton made for a pipeline task of PipelineRun pr.
+func (e *env) customRunOf(pr *v1.PipelineRun) *v1beta1.CustomRun {
+	e.t.Helper()
+	crs, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: pipeline.PipelineRunLabelKey + "=" + pr.Name})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(crs.Items) != 1 {
+		e.t.Fatalf("want one CustomRun of PipelineRun %s, got %d", pr.Name, len(crs.Items))
+	}
+	return &crs.Items[0]
+}
+
 // exampleCustomRun is the example's one CustomRun.
 func exampleCustomRun(t *testing.T, docs []render.Document) *v1beta1.CustomRun {
 	t.Helper()

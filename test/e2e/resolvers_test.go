@@ -174,14 +174,7 @@ spec:
 	if c := pr.Status.GetCondition(apis.ConditionSucceeded); !c.IsTrue() {
 		t.Errorf("PipelineRun %s: want Succeeded, got %s", pr.Name, cluster.ConditionString(c))
 	}
-	crs, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: pipeline.PipelineRunLabelKey + "=" + pr.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(crs.Items) != 1 {
-		t.Fatalf("want one CustomRun of PipelineRun %s, got %d", pr.Name, len(crs.Items))
-	}
-	cr := &crs.Items[0]
+	cr := e.customRunOf(pr)
 	if got := cr.Spec.CustomRef.Params; len(got) != 3 || got[2].Value.StringVal != other {
 		t.Errorf("CustomRun %s: customRef params %v, want Tekton to have substituted namespace %s", cr.Name, got, other)
 	}

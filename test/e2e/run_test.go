@@ -31,14 +31,7 @@ func TestPipelineRunWithPipelineInPodTask(t *testing.T) {
 	}
 
 	// The CustomRun Tekton made for the pipeline task in-one-pod.
-	crs, err := clients.Tekton.TektonV1beta1().CustomRuns(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: pipeline.PipelineRunLabelKey + "=" + pr.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(crs.Items) != 1 {
-		t.Fatalf("want one CustomRun of PipelineRun %s, got %d", pr.Name, len(crs.Items))
-	}
-	cr := &crs.Items[0]
+	cr := e.customRunOf(pr)
 	if got := cr.Labels[pipeline.PipelineTaskLabelKey]; got != "in-one-pod" {
 		t.Errorf("CustomRun %s: label %s = %q, want in-one-pod", cr.Name, pipeline.PipelineTaskLabelKey, got)
 	}
