@@ -301,3 +301,65 @@ spec:
 		t.Errorf("the plan annotation was replaced: %v", err)
 	}
 }
+
+// The pod's own preparation (the entrypoint's init mode): the reporter's postStart hook,
+// the reporter first, when no init container needs the entrypoint; ContainerInit before
+// place-scripts, which runs it (decode-script), when a task has a script.
+func TestPreparation(t *testing.T) {
+	const commandsOnly = `apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: r}
+spec:
+  pipelineSpec:
+    tasks:
+    - {name: a, taskSpec: {steps: [{name: one, image: busybox, command: [echo, a]}]}}
+`
+	docs, err := render.Parse("commands.yaml", []byte(commandsOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := render.Render(context.Background(), render.DefaultOptions(), docs)
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	for _, tc := range []struct {
+		name      string
+		pod       *corev1.Pod
+		wantInits []string
+		wantHook  bool
+	}{
+		{name: "commands only", pod: res[0].Output.Pod, wantHook: true},
+		{name: "scripts", pod: buildPod(t).Pod, wantInits: []string{assemble.ContainerInit, assemble.ContainerPlaceScripts}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var inits []string
+			for _, c := range tc.pod.Spec.InitContainers {
+				inits = append(inits, c.Name)
+			}
+			if d := cmp.Diff(tc.wantInits, inits); d != "" {
+				t.Errorf("init containers (-want +got):\n%s", d)
+			}
+			reporter := tc.pod.Spec.Containers[0]
+			if reporter.Name != plan.ReporterContainer {
+				t.Fatalf("first container %q, want the reporter", reporter.Name)
+			}
+			hook := reporter.Lifecycle != nil && reporter.Lifecycle.PostStart != nil && reporter.Lifecycle.PostStart.Exec != nil
+			if hook != tc.wantHook {
+				t.Fatalf("reporter's postStart hook: %v, want %v", reporter.Lifecycle, tc.wantHook)
+			}
+			bin, state := mountAt(reporter, "/tekton/bin"), mountAt(reporter, plan.StateDir)
+			if !tc.wantHook {
+				if bin != nil || state == nil || !state.ReadOnly {
+					t.Errorf("a reporter that prepares nothing reads the state only: %v", reporter.VolumeMounts)
+				}
+				return
+			}
+			if got := strings.Join(reporter.Lifecycle.PostStart.Exec.Command, " "); got != "/ko-app/entrypoint -pip_mode init -pip_plan "+plan.PlanFile+" -pip_state "+plan.StateDir+" -pip_bin /tekton/bin/entrypoint" {
+				t.Errorf("postStart hook %q", got)
+			}
+			if bin == nil || bin.ReadOnly || state == nil || state.ReadOnly {
+				t.Errorf("the hook writes the entrypoint and the state: %v", reporter.VolumeMounts)
+			}
+		})
+	}
+}

@@ -116,12 +116,13 @@ func (m *merger) addVolumes(volumes []corev1.Volume, vn volumeNames) {
 }
 
 // addInitContainers keeps a task's own init containers; Tekton's prepare and
-// place-scripts containers become the pod's one ContainerInit and ContainerPlaceScripts.
+// place-scripts containers become the pod's preparation (ContainerInit or the
+// reporter's postStart hook) and its one ContainerPlaceScripts.
 func (m *merger) addInitContainers(key string, inits []corev1.Container, vn volumeNames) error {
 	for _, c := range inits {
 		switch c.Name {
 		case pod.ContainerNamePrepare:
-			// Replaced by the one ContainerInit of the pod.
+			// Replaced by the pod's own preparation.
 		case pod.ContainerNamePlaceScripts:
 			vn.renameMounts(&c)
 			m.scripts = append(m.scripts, c.Args[len(c.Args)-1])
@@ -254,11 +255,12 @@ func (m *merger) pod(ctx context.Context, c *compile.Compiled, encodedPlan strin
 	spec := *m.first.Spec.DeepCopy()
 	security := ownSecurityContext(ctx, spec)
 	spec.InitContainers = m.initContainers(security)
-	// The reporter first: the kubelet starts a pod's containers in order, and a task now
-	// starts as soon as its own container has (docs/design.md, "Starting the first task"),
-	// so a reporter started last would see the first tasks' transitions only after the
-	// fact, and tkn pipelineinpod logs could not tell a retried task's attempts apart.
-	spec.Containers = append([]corev1.Container{m.reporter(security)}, m.containers...)
+	// The reporter first: the kubelet starts a pod's containers in order, its postStart
+	// hook prepares the pod for the others (reporter), and a task starts as soon as its
+	// own container has (docs/design.md, "Starting the first task"), so a reporter started
+	// last would see the first tasks' transitions only after the fact, and tkn
+	// pipelineinpod logs could not tell a retried task's attempts apart.
+	spec.Containers = append([]corev1.Container{m.reporter(security, m.scriptsInit != nil)}, m.containers...)
 	spec.Volumes = append(m.volumes, pipVolumes()...)
 	spec.ServiceAccountName = c.ServiceAccountName
 	spec.ActiveDeadlineSeconds = activeDeadline(c)
@@ -275,10 +277,10 @@ func (m *merger) pod(ctx context.Context, c *compile.Compiled, encodedPlan strin
 }
 
 // ownSecurityContext is the securityContext of the pod's own containers (ContainerInit
-// and the reporter): exactly what Tekton's pod builder gives its own init containers and
-// its results sidecar (pkg/pod/pod.go entrypointInitContainer and createResultsSidecar,
-// scripts.go, workingdir_init.go), and only when Tekton's set-security-context flag is
-// on, read the same way. Tekton's place-scripts and working-dir init containers, kept
+// and the reporter, with its postStart hook): exactly what Tekton's pod builder gives its
+// own init containers and its results sidecar (pkg/pod/pod.go entrypointInitContainer
+// and createResultsSidecar, scripts.go, workingdir_init.go), and only when Tekton's
+// set-security-context flag is on, read the same way. Tekton's place-scripts and working-dir init containers, kept
 // as the builder made them, follow the same flag, so every container that is ours or
 // Tekton's carries one rule.
 //
@@ -307,25 +309,24 @@ func ownSecurityContext(ctx context.Context, spec corev1.PodSpec) *corev1.Securi
 	return sc.GetSecurityContext(spec.NodeSelector[pod.OsSelectorLabel] == "windows").DeepCopy()
 }
 
-// initContainers are ContainerInit, which copies the entrypoint in and stamps the
-// start, then Tekton's place-scripts for all tasks' scripts, then the tasks' own.
+// initContainers are the pod's init containers: Tekton's place-scripts for all tasks'
+// scripts, preceded by ContainerInit (prepare), then the tasks' own. place-scripts runs
+// the entrypoint (decode-script), so a pod with scripts prepares in an init container
+// before it; a pod without them prepares in the reporter's postStart hook (reporter).
 func (m *merger) initContainers(security *corev1.SecurityContext) []corev1.Container {
-	inits := []corev1.Container{{
-		Name:    ContainerInit,
-		Image:   m.opts.EntrypointImage,
-		Command: []string{entrypointInImage},
-		Args:    []string{"-pip_mode", "init", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir, "-pip_bin", entrypointInPod},
-		// As Tekton's prepare container: the image's working directory may be one only
-		// its own user (65532) can enter, and a pod template may choose another.
-		WorkingDir:      "/",
-		SecurityContext: security,
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: binVolume, MountPath: binDir},
-			{Name: stateVolume, MountPath: plan.StateDir},
-			{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
-		},
-	}}
+	var inits []corev1.Container
 	if m.scriptsInit != nil {
+		inits = append(inits, corev1.Container{
+			Name:    ContainerInit,
+			Image:   m.opts.EntrypointImage,
+			Command: []string{entrypointInImage},
+			Args:    prepare,
+			// As Tekton's prepare container: the image's working directory may be one only
+			// its own user (65532) can enter, and a pod template may choose another.
+			WorkingDir:      "/",
+			SecurityContext: security,
+			VolumeMounts:    prepareMounts(),
+		})
 		s := m.scriptsInit
 		s.Args = append(append([]string{}, s.Args[:len(s.Args)-1]...), strings.Join(m.scripts, "\n"))
 		inits = append(inits, *s)
@@ -333,9 +334,28 @@ func (m *merger) initContainers(security *corev1.SecurityContext) []corev1.Conta
 	return append(inits, m.inits...)
 }
 
-// reporter is the container that streams the tasks' states to its log for the controller.
-func (m *merger) reporter(security *corev1.SecurityContext) corev1.Container {
-	return corev1.Container{
+// prepare is the entrypoint's init mode: the binary every other container runs, the
+// pipeline's start, the tasks' state directories.
+var prepare = []string{"-pip_mode", "init", "-pip_plan", plan.PlanFile, "-pip_state", plan.StateDir, "-pip_bin", entrypointInPod}
+
+func prepareMounts() []corev1.VolumeMount {
+	return []corev1.VolumeMount{
+		{Name: binVolume, MountPath: binDir},
+		{Name: stateVolume, MountPath: plan.StateDir},
+		{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
+	}
+}
+
+// reporter is the container that streams the tasks' states to its log for the
+// controller. Unless an init container did (initContainers), its postStart hook
+// prepares the pod. The kubelet starts a pod's containers one at a time, in order, and
+// starts the next only once the previous one's postStart hook has returned (what
+// Istio's holdApplicationUntilProxyStarts relies on), so every task's container starts
+// on a prepared pod. An init container costs a kubelet sync more: the kubelet learns
+// that it ended only from its next relist, up to a second later (docs/design.md,
+// "Preparing the pod").
+func (m *merger) reporter(security *corev1.SecurityContext, prepared bool) corev1.Container {
+	c := corev1.Container{
 		Name:            plan.ReporterContainer,
 		Image:           m.opts.EntrypointImage,
 		Command:         []string{entrypointInImage},
@@ -347,6 +367,13 @@ func (m *merger) reporter(security *corev1.SecurityContext) corev1.Container {
 			{Name: planVolume, MountPath: plan.PlanDir, ReadOnly: true},
 		},
 	}
+	if !prepared {
+		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: append([]string{entrypointInImage}, prepare...),
+		}}}
+		c.VolumeMounts = prepareMounts()
+	}
+	return c
 }
 
 // pipVolumes are the pod's own: the run's state, and the plan read from the pod's

@@ -39,6 +39,7 @@ func setupController(t *testing.T) (context.Context, *controller.Impl, func()) {
 		ctx = kubefiltered.WithSelectors(ctx, ManagedBySelector)
 		return tektonfiltered.WithSelectors(ctx, ManagedBySelector)
 	})
+	fakekubeclient.Get(ctx).PrependReactor("create", "pods", dryRun)
 	impl := NewController(Options{
 		Images:          pipeline.Images{ShellImage: "busybox", WorkingDirInitImage: "workingdirinit"},
 		EntrypointImage: "pip-entrypoint",

@@ -25,6 +25,7 @@ import (
 	"knative.dev/pkg/logging"
 	pkgreconciler "knative.dev/pkg/reconciler"
 
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 	"github.com/pipelineinpod/pipelineinpod/pkg/prepare"
 )
 
@@ -105,14 +106,39 @@ func (r *Reconciler) createPodOf(ctx context.Context, cr *v1beta1.CustomRun, pre
 			return nil, fmt.Errorf("creating PersistentVolumeClaim %q: %w", pvc.Name, err)
 		}
 	}
-	pod, err := r.createPod(ctx, cr, out.Pod, rec)
-	if err == nil && readyAtCreate(out.Pod, pod, out.Plan) {
+	sent := out.Pod
+	if r.admittedAsSent(ctx, out.Pod, out.Plan) {
+		sent = out.Pod.DeepCopy()
+		sent.Annotations = kmap.Union(sent.Annotations, map[string]string{plan.ReadyAnnotation: plan.ReadyAnnotationValue})
+	}
+	pod, err := r.createPod(ctx, cr, sent, rec)
+	if err == nil && readyAtCreate(sent, pod, out.Plan) {
 		if err := r.patchReady(ctx, pod); err != nil {
 			// The ordinary path (markReady, once the pod runs) still releases it.
 			logging.FromContext(ctx).Warnw("Cannot mark the pod ready at creation", "pod", pod.Name, "error", err)
 		}
 	}
 	return pod, err
+}
+
+// admittedAsSent tells whether the pod can be created ready, its first steps never
+// waiting (readyAtCreate), from a dry-run create: admission, which is where sidecars are
+// injected, answers with the pod as it would store it, and the kubelet then sets up the
+// pod's downward API volume with the annotation already there. Marking the pod ready
+// only after its create races the kubelet, which may read the pod first: its first
+// steps then wait for the kubelet's next sync of the pod, after it has started every
+// container (docs/design.md, "Starting the first task"). A dry run that fails (say, a
+// webhook with side effects refuses dry runs) leaves that slower way.
+func (r *Reconciler) admittedAsSent(ctx context.Context, pod *corev1.Pod, p *plan.Plan) bool {
+	if pod.Annotations[plan.ReadyAnnotation] == plan.ReadyAnnotationValue || !noSidecars(p) {
+		return false
+	}
+	admitted, err := r.KubeClient.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		logging.FromContext(ctx).Debugw("Dry-run create of the pod failed", "pod", pod.Name, "error", err)
+		return false
+	}
+	return readyAtCreate(pod, admitted, p)
 }
 
 // maxConcurrentWrites bounds the API writes one reconcile has in flight (TaskRun

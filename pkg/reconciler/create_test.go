@@ -316,23 +316,35 @@ func TestTaskRunRefusedDeletesThePod(t *testing.T) {
 	}
 }
 
-// Where admission may inject sidecars (Tekton's default), a pod created with exactly the
-// containers sent and no sidecars of its tasks is marked ready at once; one that came
-// back with an injected container waits until every container runs, as Tekton's does.
+// Where admission may inject sidecars (Tekton's default), a pod that a dry run admits
+// with exactly the containers sent, and no sidecars of its tasks, is created ready; when
+// the dry run is refused, it is marked ready right after its create, if created as sent.
+// One that came back with an injected container waits until every container runs, as
+// Tekton's does.
 func TestReadyAtCreate(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		inject bool
-		tasks  []taskDef
-		want   string
+		name          string
+		inject        bool
+		refuseDryRun  bool
+		tasks         []taskDef
+		want, created string
 	}{
-		{name: "nothing injected, no sidecars", tasks: []taskDef{{name: "a", steps: 1}, {name: "b", steps: 2}}, want: plan.ReadyAnnotationValue},
+		{name: "nothing injected, no sidecars", tasks: []taskDef{{name: "a", steps: 1}, {name: "b", steps: 2}}, want: plan.ReadyAnnotationValue, created: plan.ReadyAnnotationValue},
+		{name: "dry run refused", refuseDryRun: true, tasks: []taskDef{{name: "a", steps: 1}}, want: plan.ReadyAnnotationValue},
 		{name: "a container injected", inject: true, tasks: []taskDef{{name: "a", steps: 1}}},
 		{name: "a task's sidecar", tasks: []taskDef{withSC}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, newCustomRun("run"), tc.tasks...)
 			h.prep.injectedSidecars = true
+			if tc.refuseDryRun {
+				h.kube.PrependReactor("create", "pods", func(a ktesting.Action) (bool, runtime.Object, error) {
+					if len(a.(ktesting.CreateActionImpl).CreateOptions.DryRun) > 0 {
+						return true, nil, apierrors.NewBadRequest("admission webhook has side effects: dry run refused")
+					}
+					return false, nil, nil
+				})
+			}
 			if tc.inject {
 				h.kube.PrependReactor("create", "pods", func(a ktesting.Action) (bool, runtime.Object, error) {
 					p := a.(ktesting.CreateAction).GetObject().(*corev1.Pod)
@@ -341,6 +353,15 @@ func TestReadyAtCreate(t *testing.T) {
 				})
 			}
 			h.reconcile()
+			var created string
+			for _, a := range h.kube.Actions() {
+				if c, ok := a.(ktesting.CreateActionImpl); ok && a.GetResource().Resource == "pods" && len(c.CreateOptions.DryRun) == 0 {
+					created = c.GetObject().(*corev1.Pod).Annotations[plan.ReadyAnnotation]
+				}
+			}
+			if created != tc.created {
+				t.Errorf("ready annotation in the create = %q, want %q", created, tc.created)
+			}
 			if got := h.pod(0).Annotations[plan.ReadyAnnotation]; got != tc.want {
 				t.Fatalf("ready annotation after create = %q, want %q", got, tc.want)
 			}

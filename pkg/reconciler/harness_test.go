@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -221,8 +222,19 @@ func newHarness(t *testing.T, cr *v1beta1.CustomRun, tasks ...taskDef) *harness 
 		prep:    &fakePreparer{tasks: tasks},
 	}
 	h.tekton.PrependReactor("*", "taskruns", admitTaskRun(h.tekton))
+	h.kube.PrependReactor("create", "pods", dryRun)
 	h.restart()
 	return h
+}
+
+// dryRun answers a dry-run create as the API server does: with the object as admitted
+// (after the reactors in front of it, such as a test's injected sidecar), stored nowhere.
+// The fake clientset's tracker would store it.
+func dryRun(a ktesting.Action) (bool, runtime.Object, error) {
+	if c, ok := a.(ktesting.CreateActionImpl); ok && slices.Contains(c.CreateOptions.DryRun, metav1.DryRunAll) {
+		return true, c.GetObject(), nil
+	}
+	return false, nil, nil
 }
 
 // admitTaskRun plays Tekton's admission webhook, which validates every TaskRun create

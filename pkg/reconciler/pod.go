@@ -208,14 +208,17 @@ func readyAtCreate(sent, created *corev1.Pod, p *plan.Plan) bool {
 	if created == nil || sent.Annotations[plan.ReadyAnnotation] == plan.ReadyAnnotationValue {
 		return false
 	}
-	for _, t := range p.Tasks {
-		if len(t.Sidecars) > 0 {
-			return false
-		}
+	if !noSidecars(p) {
+		return false
 	}
 	sameName := func(x, y corev1.Container) bool { return x.Name == y.Name }
 	return slices.EqualFunc(sent.Spec.Containers, created.Spec.Containers, sameName) &&
 		slices.EqualFunc(sent.Spec.InitContainers, created.Spec.InitContainers, sameName)
+}
+
+// noSidecars tells whether no task of the plan has sidecars.
+func noSidecars(p *plan.Plan) bool {
+	return !slices.ContainsFunc(p.Tasks, func(t plan.Task) bool { return len(t.Sidecars) > 0 })
 }
 
 // deleteEndedPods deletes the pods of ended run attempts (the first n) that must not keep
