@@ -280,9 +280,9 @@ func (m *merger) pod(ctx context.Context, c *compile.Compiled, encodedPlan strin
 // and the reporter, with its postStart hook): exactly what Tekton's pod builder gives its
 // own init containers and its results sidecar (pkg/pod/pod.go entrypointInitContainer
 // and createResultsSidecar, scripts.go, workingdir_init.go), and only when Tekton's
-// set-security-context flag is on, read the same way. Tekton's place-scripts and working-dir init containers, kept
-// as the builder made them, follow the same flag, so every container that is ours or
-// Tekton's carries one rule.
+// set-security-context flag is on, read the same way. Tekton's place-scripts and
+// working-dir init containers, kept as the builder made them, follow the same flag, so
+// every container that is ours or Tekton's carries one rule.
 //
 // Why not always: the restricted context says runAsNonRoot, which the kubelet enforces
 // at start, and a pod template may run the pod as root (runAsUser: 0). Without the flag
