@@ -46,11 +46,15 @@ func TimedOut(crName string, timeout time.Duration) *Ending {
 
 // PodDeleted is the ending of an attempt whose pod disappeared.
 func PodDeleted(podName string, tasks []string) *Ending {
-	msg := fmt.Sprintf("pod %q was deleted before every task finished", podName)
-	if len(tasks) > 0 {
-		msg += fmt.Sprintf("; running: %s", strings.Join(tasks, ", "))
+	return podLevel(ReasonPodDeleted, withRunning(fmt.Sprintf("pod %q was deleted before every task finished", podName), tasks), podName)
+}
+
+// withRunning is msg naming the tasks that were running, if any.
+func withRunning(msg string, tasks []string) string {
+	if len(tasks) == 0 {
+		return msg
 	}
-	return podLevel(ReasonPodDeleted, msg, podName)
+	return msg + "; running: " + strings.Join(tasks, ", ")
 }
 
 // nodeUnreachablePodReason is the status.reason the node controller gives the pods of a
@@ -61,14 +65,12 @@ const nodeUnreachablePodReason = "NodeLost"
 // podBeingDeleted is the ending of an attempt whose pod is being deleted: the cause, when
 // the pod carries one (a DisruptionTarget condition), and its node are named.
 func podBeingDeleted(pod *corev1.Pod, tasks []string) *Ending {
-	msg := fmt.Sprintf("pod %q was deleted before every task finished", pod.Name)
-	if c := disruption(pod); c != nil {
-		msg = fmt.Sprintf("pod %q%s is being deleted (%s: %s) before every task finished", pod.Name, onNode(pod), c.Reason, c.Message)
+	c := disruption(pod)
+	if c == nil {
+		return PodDeleted(pod.Name, tasks)
 	}
-	if len(tasks) > 0 {
-		msg += fmt.Sprintf("; running: %s", strings.Join(tasks, ", "))
-	}
-	return podLevel(ReasonPodDeleted, msg, pod.Name)
+	msg := fmt.Sprintf("pod %q%s is being deleted (%s: %s) before every task finished", pod.Name, onNode(pod), c.Reason, c.Message)
+	return podLevel(ReasonPodDeleted, withRunning(msg, tasks), pod.Name)
 }
 
 func onNode(pod *corev1.Pod) string {
@@ -97,10 +99,7 @@ func KubeletUnreachable(pod *corev1.Pod, d time.Duration, err error, tasks []str
 		node = "on node " + strconv.Quote(pod.Spec.NodeName)
 	}
 	msg := fmt.Sprintf("the kubelet %s has not answered for %s: %v", node, d, err)
-	if len(tasks) > 0 {
-		msg += fmt.Sprintf("; running: %s", strings.Join(tasks, ", "))
-	}
-	return podLevel(ReasonKubeletUnreachable, msg, pod.Name)
+	return podLevel(ReasonKubeletUnreachable, withRunning(msg, tasks), pod.Name)
 }
 
 // PodLost tells a pod that is gone or going, whatever its containers say: it is being

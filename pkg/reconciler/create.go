@@ -138,7 +138,7 @@ func (r *Reconciler) admittedAsSent(ctx context.Context, pod *corev1.Pod, p *pla
 		logging.FromContext(ctx).Debugw("Dry-run create of the pod failed", "pod", pod.Name, "error", err)
 		return false
 	}
-	return readyAtCreate(pod, admitted, p)
+	return sameContainers(pod, admitted)
 }
 
 // maxConcurrentWrites bounds the API writes one reconcile has in flight (TaskRun

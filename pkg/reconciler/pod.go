@@ -208,12 +208,14 @@ func readyAtCreate(sent, created *corev1.Pod, p *plan.Plan) bool {
 	if created == nil || sent.Annotations[plan.ReadyAnnotation] == plan.ReadyAnnotationValue {
 		return false
 	}
-	if !noSidecars(p) {
-		return false
-	}
+	return noSidecars(p) && sameContainers(sent, created)
+}
+
+// sameContainers tells whether admission left the pod's containers as sent.
+func sameContainers(sent, admitted *corev1.Pod) bool {
 	sameName := func(x, y corev1.Container) bool { return x.Name == y.Name }
-	return slices.EqualFunc(sent.Spec.Containers, created.Spec.Containers, sameName) &&
-		slices.EqualFunc(sent.Spec.InitContainers, created.Spec.InitContainers, sameName)
+	return slices.EqualFunc(sent.Spec.Containers, admitted.Spec.Containers, sameName) &&
+		slices.EqualFunc(sent.Spec.InitContainers, admitted.Spec.InitContainers, sameName)
 }
 
 // noSidecars tells whether no task of the plan has sidecars.
