@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/pipelineinpod/pipelineinpod/pkg/plan"
 )
 
 func TestMedian(t *testing.T) {
@@ -179,11 +181,15 @@ func TestReport(t *testing.T) {
 		"seq5/pip":    {{end: 4 * s, phases: phases{podCreated: s / 10, podRunning: s, lastTaskEnded: 3900 * time.Millisecond}, cpu: map[string]float64{"apiserver": 1, "pip-controller": 0.5}}},
 		"seq5/floor":  {{end: 3 * s, phases: phases{podCreated: s / 20, podRunning: s, lastTaskEnded: 2900 * time.Millisecond}, cpu: map[string]float64{"apiserver": 0.5}}},
 		"seq5/tekton": {{end: 16 * s, cpu: map[string]float64{"apiserver": 4, "tekton-controller": 2}}},
+		"seq5/pod":    {{end: 3300 * time.Millisecond, phases: phases{podCreated: s / 20, lastTaskEnded: 3 * s}, cpu: map[string]float64{"apiserver": 0.6}}},
 	}
 	got := report(allScenarios()[:1], results, 1)
 	for _, want := range []string{
-		"scenario                   tasks  PipelineInPod  floor pod  Tekton  PiP/floor  PiP/Tekton  CPU-s PiP  CPU-s floor  CPU-s Tekton  CPU PiP/Tekton\n" +
-			"seq5 (5 sequential tasks)  5      4.00s          3.00s      16.00s  1.33       0.25        1.50       0.50         6.00          0.25\n",
+		"scenario                   tasks  PipelineInPod  floor pod  Tekton  PiP/floor  PiP/Tekton  CPU-s PiP  CPU-s floor  CPU-s Tekton  CPU PiP/Tekton  pod alone  pod alone/floor\n" +
+			"seq5 (5 sequential tasks)  5      4.00s          3.00s      16.00s  1.33       0.25        1.50       0.50         6.00          0.25            3.30s      1.10\n",
+		"seq5/pip     0.10s        1.00s        3.90s            4.00s\n" +
+			"seq5/pod     0.05s        -            3.00s            3.30s\n" +
+			"seq5/floor   0.05s        1.00s        2.90s            3.00s\n",
 		"seq5/pip     0.10s        1.00s        3.90s            4.00s\n",
 		"seq5/tekton  -            -            -                16.00s\n",
 		"seq5/pip     1.00       -     -        -           -                  0.50\n",
@@ -192,5 +198,41 @@ func TestReport(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("the report lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+func TestAloneCopy(t *testing.T) {
+	token := corev1.VolumeMount{Name: "kube-api-access-x1", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}
+	state := corev1.VolumeMount{Name: "pip-state", MountPath: "/tekton/pip/state"}
+	run := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "run-pod", Namespace: "ns", Labels: map[string]string{"tekton.dev/customRun": "run"},
+			Annotations:     map[string]string{"tekton.dev/ready": "READY"},
+			OwnerReferences: []metav1.OwnerReference{{Name: "run"}},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:       "node",
+			Volumes:        []corev1.Volume{{Name: "pip-state"}, {Name: "kube-api-access-x1"}},
+			InitContainers: []corev1.Container{{Name: "place-scripts", VolumeMounts: []corev1.VolumeMount{state, token}}},
+			Containers:     []corev1.Container{{Name: "step-pip-reporter", VolumeMounts: []corev1.VolumeMount{state, token}}},
+		},
+	}
+	want := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Annotations: map[string]string{"tekton.dev/ready": "READY"}},
+		Spec: corev1.PodSpec{
+			Volumes:        []corev1.Volume{{Name: "pip-state"}},
+			InitContainers: []corev1.Container{{Name: "place-scripts", VolumeMounts: []corev1.VolumeMount{state}}},
+			Containers:     []corev1.Container{{Name: "step-pip-reporter", VolumeMounts: []corev1.VolumeMount{state}}},
+		},
+	}
+	got := aloneCopy(run)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("aloneCopy (-want +got):\n%s", d)
+	}
+	if !hasContainer(got, plan.ReporterContainer) || hasContainer(floorPod(2), plan.ReporterContainer) {
+		t.Error("hasContainer: the reporter")
+	}
+	if len(run.Spec.Containers[0].VolumeMounts) != 2 {
+		t.Error("aloneCopy changed the run's pod")
 	}
 }

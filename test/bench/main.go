@@ -1,7 +1,11 @@
 // Command bench compares, on one cluster, the wall time and the machine's CPU of the same
 // Pipelines run through PipelineInPod (a CustomRun with an inline pipelineSpec: one pod),
 // through Tekton's own PipelineRun controller (one pod per task), and the floor: one
-// plain Pod with as many containers as the Pipeline has tasks, each just `echo`.
+// plain Pod with as many containers as the Pipeline has tasks, each just `echo`. A
+// fourth variant, PipelineInPod's pod alone, creates again the pod a PipelineInPod run
+// of the same scenario created, as a plain Pod: no controller, no TaskRuns. It splits
+// PipelineInPod's distance from the floor into what its pod costs the node (Tekton's
+// entrypoint and volumes in every container) and what the controller adds.
 //
 //	make bench    # = hack/with-cluster.sh go run ./test/bench
 //
@@ -13,11 +17,12 @@
 //
 // Wall time is measured from just before the Create call to the moment a watch, opened
 // before the Create, delivers the object in its end state: the CustomRun's or the
-// PipelineRun's Succeeded condition True, the floor Pod's phase Succeeded. Each run is
+// PipelineRun's Succeeded condition True, the floor Pod's (and the pod alone's) phase
+// Succeeded. Each run is
 // broken down (Create → pod created → pod running → last task ended → end): pod events
 // as the bench's pod watch delivers them; the last task's end for PipelineInPod as the
 // reporter container printed it (its log's timestamps, the node's clock: the same
-// machine on the local cluster), for Tekton as the last task pod reached Succeeded, for
+// machine on the local cluster; so too for the pod alone), for Tekton as the last task pod reached Succeeded, for
 // the floor as every container had terminated.
 //
 // CPU: the CPU-seconds the machine's cluster processes used during each run (from just
@@ -62,7 +67,7 @@ var (
 	image      = flag.String("image", "docker.io/library/busybox:1.37.0", "the image of every step (a pinned tag; the local cluster's registry serves it)")
 	runLimit   = flag.Duration("timeout", 10*time.Minute, "how long one run may take")
 	only       = flag.String("scenarios", "", "comma-separated scenarios to run (seq5,fan5,seq20,fan20,seq50); default all")
-	variantsF  = flag.String("variants", "pip,tekton,floor", "comma-separated variants to run")
+	variantsF  = flag.String("variants", "pip,pod,tekton,floor", "comma-separated variants to run (pod replays a pip run's pod: list it after pip)")
 	tektonMax  = flag.Int("tekton-max", 20, "run Tekton's controller on scenarios of at most this many tasks")
 	clusterDir = flag.String("cluster-dir", envOr("PIP_CLUSTER_DIR", "/var/tmp/pipelineinpod-cluster"), "the local cluster's directory (pid files under run/)")
 	procRoot   = flag.String("proc", "/proc", "the proc file system the cluster's processes are in")
@@ -99,11 +104,13 @@ const (
 	pip    = "pip"
 	tekton = "tekton"
 	floor  = "floor"
+	// podAlone is PipelineInPod's pod without the controller (aloneCopy).
+	podAlone = "pod"
 )
 
 // sample is one measured run.
 type sample struct {
-	end time.Duration // Succeeded (CustomRun, PipelineRun) or Pod phase Succeeded (floor)
+	end time.Duration // Succeeded (CustomRun, PipelineRun) or Pod phase Succeeded (floor, pod alone)
 	phases
 	cpu      map[string]float64 // CPU-seconds per component
 	busyPods int                // running pods in other namespaces when the run started
@@ -133,6 +140,8 @@ func main() {
 	procs := components(c.Kube, *clusterDir)
 
 	results := map[string][]sample{}
+	// The pod each scenario's latest pip run created, for the pod-alone variant.
+	pipPods := map[string]*corev1.Pod{}
 	suffix := fmt.Sprintf("%04d", rand.Intn(10000)) //nolint:gosec // a name suffix, not a secret
 	for i := 0; i <= *runs; i++ {
 		for _, sc := range scenarios {
@@ -142,7 +151,7 @@ func main() {
 				}
 				ns := fmt.Sprintf("bench-%s-%s-%s-%d", sc.key, v, suffix, i)
 				s, err := measure(ctx, c, ns, procs, func(ctx context.Context, ns string) (sample, error) {
-					return run(ctx, c, ns, v, sc)
+					return run(ctx, c, ns, v, sc, pipPods)
 				})
 				label := fmt.Sprintf("run %d", i)
 				if i == 0 {
@@ -179,14 +188,24 @@ func selectScenarios(all []scenario, names string) []scenario {
 	return out
 }
 
-func run(ctx context.Context, c *cluster.Clients, ns, variant string, sc scenario) (sample, error) {
+func run(ctx context.Context, c *cluster.Clients, ns, variant string, sc scenario, pipPods map[string]*corev1.Pod) (sample, error) {
 	switch variant {
 	case pip:
-		return runCustomRun(ctx, c, ns, sc.spec)
+		s, pod, err := runCustomRun(ctx, c, ns, sc.spec)
+		if pod != nil {
+			pipPods[sc.key] = pod
+		}
+		return s, err
 	case tekton:
 		return runPipelineRun(ctx, c, ns, sc.spec)
 	case floor:
-		return runFloor(ctx, c, ns, sc.tasks())
+		return runPod(ctx, c, ns, floorPod(sc.tasks()))
+	case podAlone:
+		pod, ok := pipPods[sc.key]
+		if !ok {
+			return sample{}, fmt.Errorf("variant %s replays the pod of a %s run of the scenario: list %s before it in -variants", podAlone, pip, pip)
+		}
+		return runPod(ctx, c, ns, aloneCopy(pod))
 	}
 	return sample{}, fmt.Errorf("unknown variant %q", variant)
 }
@@ -298,6 +317,40 @@ func floorPod(n int) *corev1.Pod {
 	return pod
 }
 
+// aloneCopy is the pod a PipelineInPod run created, as a plain Pod of its own: its spec
+// and the annotations its downward volumes read (the plan, tekton.dev/ready), without
+// the owner, the labels the controller watches, the node it ran on, or what admission
+// added for the service account (admission adds it again in the new namespace).
+func aloneCopy(p *corev1.Pod) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Annotations: p.Annotations},
+		Spec:       *p.Spec.DeepCopy(),
+	}
+	pod.Spec.NodeName = ""
+	admitted := map[string]bool{}
+	var volumes []corev1.Volume
+	for _, v := range pod.Spec.Volumes {
+		if strings.HasPrefix(v.Name, "kube-api-access-") {
+			admitted[v.Name] = true
+			continue
+		}
+		volumes = append(volumes, v)
+	}
+	pod.Spec.Volumes = volumes
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			var mounts []corev1.VolumeMount
+			for _, m := range cs[i].VolumeMounts {
+				if !admitted[m.Name] {
+					mounts = append(mounts, m)
+				}
+			}
+			cs[i].VolumeMounts = mounts
+		}
+	}
+	return pod
+}
+
 // The variants.
 
 // podWatch records, from a watch of the run's namespace opened before the Create, when
@@ -369,11 +422,12 @@ func since(start, t time.Time) time.Duration {
 }
 
 // runCustomRun runs the pipeline through PipelineInPod: a CustomRun whose customSpec
-// carries the pipelineSpec. End point: the CustomRun's Succeeded condition True.
-func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.PipelineSpec) (sample, error) {
+// carries the pipelineSpec. End point: the CustomRun's Succeeded condition True. It
+// also returns the run's pod, as the API server holds it at the end.
+func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.PipelineSpec) (sample, *corev1.Pod, error) {
 	raw, err := json.Marshal(map[string]any{"pipelineSpec": spec})
 	if err != nil {
-		return sample{}, err
+		return sample{}, nil, err
 	}
 	cr := &v1beta1.CustomRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
@@ -384,17 +438,17 @@ func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.P
 	cr.Spec.CustomSpec.APIVersion, cr.Spec.CustomSpec.Kind = v1alpha1.APIVersion, v1alpha1.Kind
 	pods, err := watchPods(ctx, c, ns)
 	if err != nil {
-		return sample{}, err
+		return sample{}, nil, err
 	}
 	defer pods.stop()
 	w, err := c.Tekton.TektonV1beta1().CustomRuns(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
-		return sample{}, err
+		return sample{}, nil, err
 	}
 	defer w.Stop()
 	start := time.Now()
 	if _, err := c.CreateCustomRun(ctx, ns, cr); err != nil {
-		return sample{}, err
+		return sample{}, nil, err
 	}
 	end, err := until(ctx, w, func(o runtime.Object) (bool, error) {
 		got, ok := o.(*v1beta1.CustomRun)
@@ -404,14 +458,25 @@ func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.P
 		return succeeded(got.Status.GetCondition(apis.ConditionSucceeded), "CustomRun")
 	})
 	s := sample{end: end.Sub(start), phases: pods.phases(start)}
-	s.lastTaskEnded = 0
-	// The last task's end as the reporter printed it.
-	if log, lerr := c.Kube.CoreV1().Pods(ns).GetLogs(plan.PodName(cr.Name, 0), &corev1.PodLogOptions{Container: plan.ReporterContainer, Timestamps: true}).DoRaw(ctx); lerr == nil {
-		if t, ok := lastTaskEnded(string(log)); ok {
-			s.lastTaskEnded = t.Sub(start)
-		}
+	s.lastTaskEnded = reporterEnded(ctx, c, ns, plan.PodName(cr.Name, 0), start)
+	pod, perr := c.Kube.CoreV1().Pods(ns).Get(ctx, plan.PodName(cr.Name, 0), metav1.GetOptions{})
+	if perr != nil {
+		pod = nil
 	}
-	return s, err
+	return s, pod, err
+}
+
+// reporterEnded is when the reporter of pod printed the last task's end, from start;
+// zero when its log cannot tell.
+func reporterEnded(ctx context.Context, c *cluster.Clients, ns, pod string, start time.Time) time.Duration {
+	log, err := c.Kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: plan.ReporterContainer, Timestamps: true}).DoRaw(ctx)
+	if err != nil {
+		return 0
+	}
+	if t, ok := lastTaskEnded(string(log)); ok {
+		return t.Sub(start)
+	}
+	return 0
 }
 
 // runPipelineRun runs the pipeline through Tekton's PipelineRun controller. End point:
@@ -448,10 +513,9 @@ func runPipelineRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1
 	return sample{end: end.Sub(start), phases: pods.phases(start)}, err
 }
 
-// runFloor runs one plain Pod with n containers, each just `echo`. End point: the Pod's
-// phase Succeeded.
-func runFloor(ctx context.Context, c *cluster.Clients, ns string, n int) (sample, error) {
-	pod := floorPod(n)
+// runPod runs a plain Pod: the floor's or PipelineInPod's pod alone. End point: the
+// Pod's phase Succeeded.
+func runPod(ctx context.Context, c *cluster.Clients, ns string, pod *corev1.Pod) (sample, error) {
 	pods, err := watchPods(ctx, c, ns)
 	if err != nil {
 		return sample{}, err
@@ -479,7 +543,24 @@ func runFloor(ctx context.Context, c *cluster.Clients, ns string, n int) (sample
 		}
 		return false, nil
 	})
-	return sample{end: end.Sub(start), phases: pods.phases(start)}, err
+	s := sample{end: end.Sub(start), phases: pods.phases(start)}
+	if err == nil && hasContainer(pod, plan.ReporterContainer) {
+		// PipelineInPod's pod alone: the last task's end as its reporter printed it, as
+		// for a PipelineInPod run.
+		s.lastTaskEnded = reporterEnded(ctx, c, ns, pod.Name, start)
+	}
+	return s, err
+}
+
+func hasContainer(pod *corev1.Pod, name string) bool {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // until reads the watch until done says so, and returns when that event arrived.

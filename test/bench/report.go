@@ -143,30 +143,33 @@ var componentNames = []string{"apiserver", "etcd", "kubelet", "containerd", "tek
 func report(scenarios []scenario, results map[string][]sample, runs int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nbench: medians of %d runs each (after 1 warm-up), from just before Create to the end point seen by a watch\n\n", runs)
-	rows := [][]string{{"scenario", "tasks", "PipelineInPod", "floor pod", "Tekton", "PiP/floor", "PiP/Tekton", "CPU-s PiP", "CPU-s floor", "CPU-s Tekton", "CPU PiP/Tekton"}}
+	rows := [][]string{{"scenario", "tasks", "PipelineInPod", "floor pod", "Tekton", "PiP/floor", "PiP/Tekton", "CPU-s PiP", "CPU-s floor", "CPU-s Tekton", "CPU PiP/Tekton", "pod alone", "pod alone/floor"}}
 	for _, sc := range scenarios {
-		p, f, t := results[key(sc.key, pip)], results[key(sc.key, floor)], results[key(sc.key, tekton)]
-		if len(p)+len(f)+len(t) == 0 {
+		p, f, t, a := results[key(sc.key, pip)], results[key(sc.key, floor)], results[key(sc.key, tekton)], results[key(sc.key, podAlone)]
+		if len(p)+len(f)+len(t)+len(a) == 0 {
 			continue
 		}
 		end := func(s sample) time.Duration { return s.end }
-		pe, fe, te := pick(p, end), pick(f, end), pick(t, end)
+		pe, fe, te, ae := pick(p, end), pick(f, end), pick(t, end), pick(a, end)
 		pc, fc, tc := medianCPU(p, ""), medianCPU(f, ""), medianCPU(t, "")
 		rows = append(rows, []string{sc.key + " (" + sc.title + ")", fmt.Sprint(sc.tasks()), secs(pe), secs(fe), secs(te),
-			ratio(pe.Seconds(), fe.Seconds()), ratio(pe.Seconds(), te.Seconds()), cpuSecs(pc), cpuSecs(fc), cpuSecs(tc), ratio(pc, tc)})
+			ratio(pe.Seconds(), fe.Seconds()), ratio(pe.Seconds(), te.Seconds()), cpuSecs(pc), cpuSecs(fc), cpuSecs(tc), ratio(pc, tc),
+			secs(ae), ratio(ae.Seconds(), fe.Seconds())})
 	}
 	b.WriteString(table(rows))
 	b.WriteString(`
 end points: PipelineInPod = the CustomRun's Succeeded condition True; Tekton = the PipelineRun's; floor = one
-plain Pod with one container per task, each just echo, reaching phase Succeeded. CPU-s: CPU-seconds used during
-the run by the machine's API server, etcd, kubelet, containerd (and shims) and both controllers.
+plain Pod with one container per task, each just echo, reaching phase Succeeded; pod alone = the pod a
+PipelineInPod run of the scenario created, created again as a plain Pod (no controller, no TaskRuns), reaching
+phase Succeeded. CPU-s: CPU-seconds used during the run by the machine's API server, etcd, kubelet, containerd
+(and shims) and both controllers.
 `)
 
 	b.WriteString("\nbreakdown (medians, from just before Create):\n\n")
 	rows = [][]string{{"variant", "pod created", "pod running", "last task ended", "end"}}
 	cpuRows := [][]string{append([]string{"variant"}, componentNames...)}
 	for _, sc := range scenarios {
-		for _, v := range []string{pip, floor, tekton} {
+		for _, v := range []string{pip, podAlone, floor, tekton} {
 			ss := results[key(sc.key, v)]
 			if len(ss) == 0 {
 				continue
@@ -186,8 +189,8 @@ the run by the machine's API server, etcd, kubelet, containerd (and shims) and b
 	b.WriteString(table(rows))
 	b.WriteString(`
 pod created / running: the first pod, as the bench's pod watch saw it. last task ended: PipelineInPod, the
-reporter's line for the last task's final state (its log's timestamps); Tekton, the last task pod Succeeded;
-floor, every container terminated.
+reporter's line for the last task's final state (its log's timestamps), so too for its pod alone; Tekton, the
+last task pod Succeeded; floor, every container terminated.
 `)
 	b.WriteString("\nCPU-seconds per run by component (medians; - where not seen):\n\n")
 	b.WriteString(table(cpuRows))
