@@ -236,3 +236,65 @@ func TestAloneCopy(t *testing.T) {
 		t.Error("aloneCopy changed the run's pod")
 	}
 }
+
+func TestMachineTicks(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "stat"), []byte("cpu  100 5 50 800 45 1 2 3 0 0\ncpu0 50 2 25 400 20 0 1 1 0 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	busy, all, err := procFS{root: root}.machineTicks()
+	if err != nil || busy != 161 || all != 1006 {
+		t.Errorf("machineTicks = %d, %d, %v; want 161, 1006", busy, all, err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "stat"), []byte("intr 1 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := (procFS{root: root}).machineTicks(); err == nil {
+		t.Error("no error without a cpu line")
+	}
+}
+
+func TestSettle(t *testing.T) {
+	root := t.TempDir()
+	// Replaced whole, as the kernel's file reads, for the settle reading it meanwhile.
+	write := func(busy, idle int) {
+		tmp := filepath.Join(root, "stat.tmp")
+		if err := os.WriteFile(tmp, []byte("cpu  "+strconv.Itoa(busy)+" 0 0 "+strconv.Itoa(idle)+" 0 0 0 0\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(root, "stat")); err != nil {
+			t.Error(err)
+		}
+	}
+	p := procFS{root: root}
+	// Fully busy: settle gives up at its limit and says how busy the machine was.
+	write(0, 0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+				write(10*i, 0)
+			}
+		}
+	}()
+	waited, level, err := settle(context.Background(), p, 10*time.Millisecond, 0.15, 50*time.Millisecond)
+	done <- struct{}{}
+	<-done
+	if err != nil || waited < 50*time.Millisecond || level < 0.99 {
+		t.Errorf("busy machine: settle = %v, %.2f, %v", waited, level, err)
+	}
+	// Idle: settle returns after one window.
+	write(100, 1000)
+	go func() {
+		time.Sleep(3 * time.Millisecond)
+		write(101, 1100)
+	}()
+	waited, level, err = settle(context.Background(), p, 10*time.Millisecond, 0.15, time.Second)
+	if err != nil || waited >= time.Second || level >= 0.15 {
+		t.Errorf("idle machine: settle = %v, %.2f, %v", waited, level, err)
+	}
+}

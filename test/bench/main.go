@@ -13,7 +13,9 @@
 // fan5 and fan20 (N parallel tasks and a join after all of them). Tekton runs the
 // scenarios of at most -tekton-max tasks (default 20). Every variant runs once to warm
 // up and then -runs times, interleaved, each run in its own namespace, deleted (and
-// waited for) before the next run.
+// waited for) before the next run, which starts once the machine has quietened
+// (-settle-below): the node goes on removing the last run's containers after its
+// namespace is gone.
 //
 // Wall time is measured from just before the Create call to the moment a watch, opened
 // before the Create, delivers the object in its end state: the CustomRun's or the
@@ -71,6 +73,9 @@ var (
 	tektonMax  = flag.Int("tekton-max", 20, "run Tekton's controller on scenarios of at most this many tasks")
 	clusterDir = flag.String("cluster-dir", envOr("PIP_CLUSTER_DIR", "/var/tmp/pipelineinpod-cluster"), "the local cluster's directory (pid files under run/)")
 	procRoot   = flag.String("proc", "/proc", "the proc file system the cluster's processes are in")
+	// The local cluster's machine, idle, is busy about 5-15% of its time.
+	settleBelow = flag.Float64("settle-below", 0.15, "before each run, wait until the machine is busy less than this fraction of a second")
+	settleLimit = flag.Duration("settle-limit", time.Minute, "wait at most this long for the machine to settle")
 )
 
 func envOr(k, d string) string {
@@ -114,6 +119,10 @@ type sample struct {
 	phases
 	cpu      map[string]float64 // CPU-seconds per component
 	busyPods int                // running pods in other namespaces when the run started
+	// settled is how long the machine took to quieten before the run (settle), and
+	// settledAt how busy it was in the last second of that wait.
+	settled   time.Duration
+	settledAt float64
 }
 
 // phases break a run down, each from just before the Create; zero when not seen.
@@ -160,8 +169,8 @@ func main() {
 				if err != nil {
 					fatal(fmt.Errorf("%s %s (namespace %s): %w", key(sc.key, v), label, ns, err))
 				}
-				fmt.Fprintf(os.Stderr, "bench: %-13s %-7s %7.2fs  %s  cpu %.2fs; running pods elsewhere: %d\n",
-					key(sc.key, v), label, s.end.Seconds(), s.phases, total(s.cpu), s.busyPods)
+				fmt.Fprintf(os.Stderr, "bench: %-13s %-7s %7.2fs  %s  cpu %.2fs; running pods elsewhere: %d; settled in %.1fs to %.0f%% busy\n",
+					key(sc.key, v), label, s.end.Seconds(), s.phases, total(s.cpu), s.busyPods, s.settled.Seconds(), 100*s.settledAt)
 				if i > 0 {
 					results[key(sc.key, v)] = append(results[key(sc.key, v)], s)
 				}
@@ -227,13 +236,18 @@ func measure(ctx context.Context, c *cluster.Clients, ns string, procs []compone
 		return sample{}, err
 	}
 	busy := runningPodsElsewhere(ctx, c, ns)
+	p := procFS{root: *procRoot}
+	waited, level, err := settle(ctx, p, time.Second, *settleBelow, *settleLimit)
+	if err != nil {
+		return sample{}, err
+	}
 	rctx, cancel := context.WithTimeout(ctx, *runLimit)
 	defer cancel()
-	p := procFS{root: *procRoot}
 	before := sampleCPU(ctx, p, procs)
 	s, err := run(rctx, ns)
 	s.cpu = cpuSeconds(before, sampleCPU(ctx, p, procs))
 	s.busyPods = busy
+	s.settled, s.settledAt = waited, level
 	return s, err
 }
 

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -274,4 +275,62 @@ func cpuSeconds(before, after cpuSample) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// machineTicks reads the aggregate "cpu" line of /proc/stat (proc(5)): the ticks the
+// machine has spent busy (all but idle and iowait) and in all, over its CPUs.
+func (p procFS) machineTicks() (busy, all uint64, err error) {
+	b, err := os.ReadFile(filepath.Join(p.root, "stat"))
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("no aggregate cpu line in %q", line)
+	}
+	// user nice system idle iowait irq softirq steal; guest time is already in user.
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat field %d %q: %w", i+1, v, err)
+		}
+		all += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, all, nil
+}
+
+// settle waits until the machine was busy less than frac of its time over one window,
+// for at most limit, and says how long it waited and how busy the last window was. The
+// kubelet and the container runtime go on removing a deleted namespace's containers and
+// volumes after the API server has forgotten them; a run measured meanwhile would pay
+// for the previous one, in wall time and CPU.
+func settle(ctx context.Context, p procFS, window time.Duration, frac float64, limit time.Duration) (time.Duration, float64, error) {
+	start := time.Now()
+	busy0, all0, err := p.machineTicks()
+	if err != nil {
+		return 0, 0, err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), 0, ctx.Err()
+		case <-time.After(window):
+		}
+		busy, all, err := p.machineTicks()
+		if err != nil {
+			return 0, 0, err
+		}
+		got := 1.0
+		if all > all0 {
+			got = float64(busy-busy0) / float64(all-all0)
+		}
+		if got < frac || time.Since(start) >= limit {
+			return time.Since(start), got, nil
+		}
+		busy0, all0 = busy, all
+	}
 }
