@@ -20,12 +20,11 @@
 // Wall time is measured from just before the Create call to the moment a watch, opened
 // before the Create, delivers the object in its end state: the CustomRun's or the
 // PipelineRun's Succeeded condition True, the floor Pod's (and the pod alone's) phase
-// Succeeded. Each run is
-// broken down (Create → pod created → pod running → last task ended → end): pod events
-// as the bench's pod watch delivers them; the last task's end for PipelineInPod as the
-// reporter container printed it (its log's timestamps, the node's clock: the same
-// machine on the local cluster; so too for the pod alone), for Tekton as the last task pod reached Succeeded, for
-// the floor as every container had terminated.
+// Succeeded. Each run is broken down (Create → pod created → pod running → last task
+// ended → end): pod events as the bench's pod watch delivers them; the last task's end
+// for PipelineInPod and its pod alone as the reporter container printed it (its log's
+// timestamps, the node's clock: the same machine on the local cluster), for Tekton as
+// the last task pod reached Succeeded, for the floor as every container had terminated.
 //
 // CPU: the CPU-seconds the machine's cluster processes used during each run (from just
 // before the Create to the end point), read from /proc: the API server, etcd, the
@@ -43,6 +42,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"strings"
@@ -337,7 +337,7 @@ func floorPod(n int) *corev1.Pod {
 // added for the service account (admission adds it again in the new namespace).
 func aloneCopy(p *corev1.Pod) *corev1.Pod {
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench", Annotations: p.Annotations},
+		ObjectMeta: metav1.ObjectMeta{Name: "bench", Annotations: maps.Clone(p.Annotations)},
 		Spec:       *p.Spec.DeepCopy(),
 	}
 	pod.Spec.NodeName = ""
@@ -475,7 +475,8 @@ func runCustomRun(ctx context.Context, c *cluster.Clients, ns string, spec *v1.P
 	s.lastTaskEnded = reporterEnded(ctx, c, ns, plan.PodName(cr.Name, 0), start)
 	pod, perr := c.Kube.CoreV1().Pods(ns).Get(ctx, plan.PodName(cr.Name, 0), metav1.GetOptions{})
 	if perr != nil {
-		pod = nil
+		// The pod variant then has nothing to replay and says so.
+		return s, nil, err
 	}
 	return s, pod, err
 }
