@@ -130,7 +130,7 @@ func (r *Reconciler) createPodOf(ctx context.Context, cr *v1beta1.CustomRun, pre
 // container (docs/design.md, "Starting the first task"). A dry run that fails (say, a
 // webhook with side effects refuses dry runs) leaves that slower way.
 func (r *Reconciler) admittedAsSent(ctx context.Context, pod *corev1.Pod, p *plan.Plan) bool {
-	if pod.Annotations[plan.ReadyAnnotation] == plan.ReadyAnnotationValue || !noSidecars(p) {
+	if !mayStartReady(pod, p) {
 		return false
 	}
 	admitted, err := r.KubeClient.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})

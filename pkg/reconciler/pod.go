@@ -205,10 +205,14 @@ func (r *Reconciler) patchReady(ctx context.Context, pod *corev1.Pod) error {
 // returns from the create says it all: when it holds exactly the containers sent and no
 // task has sidecars, nothing can ever need waiting for.
 func readyAtCreate(sent, created *corev1.Pod, p *plan.Plan) bool {
-	if created == nil || sent.Annotations[plan.ReadyAnnotation] == plan.ReadyAnnotationValue {
-		return false
-	}
-	return noSidecars(p) && sameContainers(sent, created)
+	return created != nil && mayStartReady(sent, p) && sameContainers(sent, created)
+}
+
+// mayStartReady tells whether pod, not yet marked ready, could be, as far as its own
+// tasks go: none has sidecars. What admission does to it decides the rest
+// (sameContainers).
+func mayStartReady(pod *corev1.Pod, p *plan.Plan) bool {
+	return pod.Annotations[plan.ReadyAnnotation] != plan.ReadyAnnotationValue && noSidecars(p)
 }
 
 // sameContainers tells whether admission left the pod's containers as sent.
