@@ -190,7 +190,6 @@ func TestReport(t *testing.T) {
 		"seq5/pip     0.10s        1.00s        3.90s            4.00s\n" +
 			"seq5/pod     0.05s        -            3.00s            3.30s\n" +
 			"seq5/floor   0.05s        1.00s        2.90s            3.00s\n",
-		"seq5/pip     0.10s        1.00s        3.90s            4.00s\n",
 		"seq5/tekton  -            -            -                16.00s\n",
 		"seq5/pip     1.00       -     -        -           -                  0.50\n",
 		"  seq5/floor    3.00\n",
@@ -267,34 +266,42 @@ func TestSettle(t *testing.T) {
 		}
 	}
 	p := procFS{root: root}
+	// ticking advances the machine's ticks every 2 ms, busy or idle, until settle returns.
+	ticking := func(busy bool, run func()) {
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for i := 1; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(2 * time.Millisecond):
+					if busy {
+						write(10*i, 0)
+					} else {
+						write(i, 10*i)
+					}
+				}
+			}
+		}()
+		run()
+		close(stop)
+		<-stopped
+	}
 	// Fully busy: settle gives up at its limit and says how busy the machine was.
 	write(0, 0)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 1; ; i++ {
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-				write(10*i, 0)
-			}
+	ticking(true, func() {
+		waited, level, err := settle(context.Background(), p, 10*time.Millisecond, 0.15, 50*time.Millisecond)
+		if err != nil || waited < 50*time.Millisecond || level < 0.99 {
+			t.Errorf("busy machine: settle = %v, %.2f, %v", waited, level, err)
 		}
-	}()
-	waited, level, err := settle(context.Background(), p, 10*time.Millisecond, 0.15, 50*time.Millisecond)
-	done <- struct{}{}
-	<-done
-	if err != nil || waited < 50*time.Millisecond || level < 0.99 {
-		t.Errorf("busy machine: settle = %v, %.2f, %v", waited, level, err)
-	}
+	})
 	// Idle: settle returns after one window.
-	write(100, 1000)
-	go func() {
-		time.Sleep(3 * time.Millisecond)
-		write(101, 1100)
-	}()
-	waited, level, err = settle(context.Background(), p, 10*time.Millisecond, 0.15, time.Second)
-	if err != nil || waited >= time.Second || level >= 0.15 {
-		t.Errorf("idle machine: settle = %v, %.2f, %v", waited, level, err)
-	}
+	write(0, 0)
+	ticking(false, func() {
+		waited, level, err := settle(context.Background(), p, 10*time.Millisecond, 0.15, time.Second)
+		if err != nil || waited >= time.Second || level >= 0.15 {
+			t.Errorf("idle machine: settle = %v, %.2f, %v", waited, level, err)
+		}
+	})
 }

@@ -45,6 +45,7 @@ import (
 	"maps"
 	"math/rand"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -341,25 +342,11 @@ func aloneCopy(p *corev1.Pod) *corev1.Pod {
 		Spec:       *p.Spec.DeepCopy(),
 	}
 	pod.Spec.NodeName = ""
-	admitted := map[string]bool{}
-	var volumes []corev1.Volume
-	for _, v := range pod.Spec.Volumes {
-		if strings.HasPrefix(v.Name, "kube-api-access-") {
-			admitted[v.Name] = true
-			continue
-		}
-		volumes = append(volumes, v)
-	}
-	pod.Spec.Volumes = volumes
+	admitted := func(name string) bool { return strings.HasPrefix(name, "kube-api-access-") }
+	pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return admitted(v.Name) })
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
-			var mounts []corev1.VolumeMount
-			for _, m := range cs[i].VolumeMounts {
-				if !admitted[m.Name] {
-					mounts = append(mounts, m)
-				}
-			}
-			cs[i].VolumeMounts = mounts
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return admitted(m.Name) })
 		}
 	}
 	return pod
